@@ -1,0 +1,164 @@
+"""Experiment configuration: one typed dataclass tree, loaded from YAML, overridable, saved with the model.
+
+Every mistake — an unknown key, a wrong type, a value out of range — is an :class:`AttnmtError`
+that names the key (``model.atention: unknown key; did you mean model.attention?``).
+"""
+
+import dataclasses
+import difflib
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from attnmt.attention import ATTENTION_TYPES
+from attnmt.errors import AttnmtError
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "toy"  # the built-in English–French set
+    src_lang: str = "en"
+    tgt_lang: str = "fr"
+    min_freq: int = 1  # rarer tokens become <unk>
+    max_vocab_size: int | None = None  # per language, besides the specials
+
+
+@dataclass
+class ModelConfig:
+    attention: str = "additive"  # none | dot | general | additive | scaled_dot
+    embed_size: int = 128
+    hidden_size: int = 256
+    layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    max_steps: int | None = None  # stop after this many updates, whatever the epoch
+    batch_size: int = 32  # sentences
+    lr: float = 1e-3  # Adam
+    clip_norm: float = 1.0  # gradient norm clipping
+    teacher_forcing: float = 1.0  # probability of feeding the gold previous word
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CORPORA = ("toy",)
+_CHOICES = {"data.corpus": CORPORA, "model.attention": ("none", *ATTENTION_TYPES)}
+_POSITIVE = {"model.embed_size", "model.hidden_size", "model.layers", "train.batch_size", "train.lr",
+             "data.min_freq", "data.max_vocab_size", "train.max_steps"}  # fmt: skip
+_FRACTION = {"model.dropout", "train.teacher_forcing"}
+
+
+def config_from_dict(data: Any, overrides: list[str] = (), source: str = "config") -> Config:
+    """Build a validated :class:`Config` from nested dicts, then apply ``key=value`` overrides."""
+    config = _build(Config, data if data is not None else {}, "", source)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep:
+            raise AttnmtError(f"override {override!r}: expected key=value, e.g. train.lr=0.0005")
+        _set(config, key.strip(), yaml.safe_load(text) if text.strip() else None, source)
+    _validate(config, source)
+    return config
+
+
+def load_config(path: Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML experiment file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AttnmtError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise AttnmtError(f"{path}: not valid UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise AttnmtError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    return config_from_dict(data, overrides, source=str(path))
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise AttnmtError(f"{source}: {prefix.rstrip('.') or 'top level'}: expected a mapping")
+    obj = cls()
+    for name, value in data.items():
+        kind = _field_type(obj, str(name), prefix, source)
+        if dataclasses.is_dataclass(kind):
+            value = _build(kind, value, f"{prefix}{name}.", source)
+        else:
+            value = _check_type(value, kind, f"{prefix}{name}", source)
+        setattr(obj, name, value)
+    return obj
+
+
+def _set(config: Config, dotted: str, value: Any, source: str) -> None:
+    *parents, name = dotted.split(".")
+    obj, prefix = config, ""
+    for parent in parents:
+        if not dataclasses.is_dataclass(_field_type(obj, parent, prefix, source)):
+            raise AttnmtError(f"{source}: {prefix}{parent}: has no sub-keys")
+        obj, prefix = getattr(obj, parent), f"{prefix}{parent}."
+    kind = _field_type(obj, name, prefix, source)
+    if dataclasses.is_dataclass(kind):
+        value = _build(kind, value, f"{dotted}.", source)
+    else:
+        value = _check_type(value, kind, dotted, source)
+    setattr(obj, name, value)
+
+
+def _field_type(obj: Any, name: str, prefix: str, source: str) -> Any:
+    hints = get_type_hints(type(obj))
+    if name not in hints:
+        valid = [prefix + k for k in hints]
+        close = difflib.get_close_matches(prefix + name, valid, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(valid)}"
+        raise AttnmtError(f"{source}: {prefix}{name}: unknown key; {hint}")
+    return hints[name]
+
+
+def _check_type(value: Any, kind: Any, key: str, source: str) -> Any:
+    allowed = get_args(kind) if get_origin(kind) in (Union, types.UnionType) else (kind,)
+    if value is None and type(None) in allowed:
+        return None
+    for t in allowed:
+        if t is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t in (str, bool) and isinstance(value, t):
+            return value
+    names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+    raise AttnmtError(f"{source}: {key}: expected {names}, got {value!r}")
+
+
+def _validate(config: Config, source: str) -> None:
+    for section in dataclasses.fields(config):
+        sub = getattr(config, section.name)
+        for f in dataclasses.fields(sub):
+            key, value = f"{section.name}.{f.name}", getattr(sub, f.name)
+            if key in _CHOICES and value not in _CHOICES[key]:
+                raise AttnmtError(
+                    f"{source}: {key}: {value!r} is not one of {', '.join(_CHOICES[key])}"
+                )
+            if key in _POSITIVE and value is not None and value <= 0:
+                raise AttnmtError(f"{source}: {key}: must be positive, got {value}")
+            if key in _FRACTION and not 0.0 <= value <= 1.0:
+                raise AttnmtError(f"{source}: {key}: must be between 0 and 1, got {value}")
+    if config.model.bidirectional and config.model.hidden_size % 2:
+        raise AttnmtError(f"{source}: model.hidden_size: must be even for a bidirectional encoder")
+    if config.data.src_lang == config.data.tgt_lang:
+        raise AttnmtError(f"{source}: data.tgt_lang: must differ from data.src_lang")

@@ -1,0 +1,144 @@
+"""Step 5, the whole translator: encoder + attention + decoder, and the contract search decodes with.
+
+Decoder contract (all that :mod:`attnmt.search` knows about a model):
+
+    state = model.init_state(model.encode(src, src_pad_mask))
+    log_probs, state, attn = model.step(prev_tokens, state)    # (B, V), state, (B, S) or None
+    state = model.reorder(state, index)                         # keep/duplicate batch rows
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from attnmt.attention import make_attention
+from attnmt.config import ModelConfig
+from attnmt.decoders import Decoder
+from attnmt.encoders import Encoder
+
+
+@dataclass
+class EncoderOutput:
+    states: Tensor  # (B, S, H)
+    final: Tensor  # (L, B, H)
+    src_pad_mask: Tensor  # (B, S) True = padding
+
+
+@dataclass
+class RNNState:
+    """Everything a decoding step needs, batch rows aligned; ``reorder`` keeps it so."""
+
+    hidden: Tensor  # (L, B, H)
+    memory: Tensor  # (B, S, H)
+    keys: Tensor  # (B, S, ·) attention.project_keys(memory)
+    src_pad_mask: Tensor  # (B, S)
+    fixed_context: Tensor  # (B, H)
+
+
+class EncoderDecoderAttention(nn.Module):
+    """A GRU encoder–decoder where the decoder attends over all encoder states at every step."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def encode(self, src: Tensor, src_pad_mask: Tensor) -> EncoderOutput:
+        states, final = self.encoder(src, src_pad_mask)
+        return EncoderOutput(states, final, src_pad_mask)
+
+    def init_state(self, encoded: EncoderOutput) -> RNNState:
+        attention = self.decoder.attention
+        keys = attention.project_keys(encoded.states) if attention is not None else encoded.states
+        return RNNState(
+            hidden=encoded.final,
+            memory=encoded.states,
+            keys=keys,
+            src_pad_mask=encoded.src_pad_mask,
+            fixed_context=encoded.final[-1],
+        )
+
+    def decode(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState, Tensor | None]:
+        """tokens (B, T) → logits (B, T, V), the state after them, attention (B, T, S) or None."""
+        logits, hidden, weights = self.decoder(
+            tokens, state.hidden, state.memory, state.keys, state.src_pad_mask, state.fixed_context
+        )
+        return (
+            logits,
+            RNNState(hidden, state.memory, state.keys, state.src_pad_mask, state.fixed_context),
+            weights,
+        )
+
+    def step(self, prev_tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState, Tensor | None]:
+        """prev_tokens (B,) → log-probabilities (B, V), next state, attention (B, S) or None."""
+        logits, state, weights = self.decode(prev_tokens.unsqueeze(1), state)
+        return (
+            torch.log_softmax(logits.squeeze(1).float(), dim=-1),
+            state,
+            None if weights is None else weights.squeeze(1),
+        )
+
+    def reorder(self, state: RNNState, index: Tensor) -> RNNState:
+        """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``."""
+        return RNNState(
+            hidden=state.hidden.index_select(1, index),
+            memory=state.memory.index_select(0, index),
+            keys=state.keys.index_select(0, index),
+            src_pad_mask=state.src_pad_mask.index_select(0, index),
+            fixed_context=state.fixed_context.index_select(0, index),
+        )
+
+    def forward(
+        self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced training pass: src (B, S), tgt_in (B, T) → logits (B, T, V), attention.
+
+        With ``teacher_forcing`` < 1 (in training), each step's input is the gold previous word with
+        that probability and otherwise the model's own last prediction, so steps run one by one.
+        """
+        state = self.init_state(self.encode(src, src_pad_mask))
+        if not self.training or teacher_forcing >= 1.0:
+            logits, _, weights = self.decode(tgt_in, state)
+            return logits, weights
+        steps, attns = [], []
+        token = tgt_in[:, 0]
+        for t in range(tgt_in.size(1)):
+            logits, state, weights = self.decode(token.unsqueeze(1), state)
+            steps.append(logits)
+            attns.append(weights)
+            if t + 1 < tgt_in.size(1):
+                gold = bool(torch.rand(()) < teacher_forcing)
+                token = tgt_in[:, t + 1] if gold else logits[:, 0].argmax(-1)
+        weights = None if attns[0] is None else torch.cat(attns, dim=1)
+        return torch.cat(steps, dim=1), weights
+
+
+def build_model(
+    config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int
+) -> EncoderDecoderAttention:
+    """Build the model the way the diagram draws it: encoder → attention → decoder."""
+    encoder = Encoder(
+        vocab_size=src_vocab_size,
+        embed_size=config.embed_size,
+        hidden_size=config.hidden_size,
+        layers=config.layers,
+        bidirectional=config.bidirectional,
+        dropout=config.dropout,
+    )
+    attention = (
+        None
+        if config.attention == "none"
+        else make_attention(
+            config.attention, query_size=config.hidden_size, key_size=config.hidden_size
+        )
+    )
+    decoder = Decoder(
+        vocab_size=tgt_vocab_size,
+        embed_size=config.embed_size,
+        hidden_size=config.hidden_size,
+        attention=attention,
+        layers=config.layers,
+        dropout=config.dropout,
+    )
+    return EncoderDecoderAttention(encoder, decoder)
