@@ -151,9 +151,7 @@ def _validate(config: Config, source: str) -> None:
         for f in dataclasses.fields(sub):
             key, value = f"{section.name}.{f.name}", getattr(sub, f.name)
             if key in _CHOICES and value not in _CHOICES[key]:
-                raise AttnmtError(
-                    f"{source}: {key}: {value!r} is not one of {', '.join(_CHOICES[key])}"
-                )
+                raise AttnmtError(f"{source}: {key}: {value!r} is not one of {', '.join(_CHOICES[key])}")
             if key in _POSITIVE and value is not None and value <= 0:
                 raise AttnmtError(f"{source}: {key}: must be positive, got {value}")
             if key in _FRACTION and not 0.0 <= value <= 1.0:

@@ -31,9 +31,7 @@ def read_tsv(path: Path) -> list[Pair]:
                     raise AttnmtError(f"{path}:{number}: not valid UTF-8") from None
                 fields = line.split("\t")
                 if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
-                    raise AttnmtError(
-                        f"{path}:{number}: expected 'source<TAB>target', both non-empty"
-                    )
+                    raise AttnmtError(f"{path}:{number}: expected 'source<TAB>target', both non-empty")
                 pairs.append((fields[0], fields[1]))
     except (FileNotFoundError, IsADirectoryError):
         raise AttnmtError(f"{path}: file not found") from None
@@ -64,7 +62,7 @@ class TranslationDataset(torch.utils.data.Dataset):
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.pairs = pairs
-        self.src_ids = [src_vocab.encode(tokenize(s)) + [Vocabulary.eos_id] for s, _ in pairs]
+        self.src_ids = [[*src_vocab.encode(tokenize(s)), Vocabulary.eos_id] for s, _ in pairs]
         self.tgt_ids = [
             [Vocabulary.sos_id, *tgt_vocab.encode(tokenize(t)), Vocabulary.eos_id] for _, t in pairs
         ]
@@ -74,12 +72,8 @@ class TranslationDataset(torch.utils.data.Dataset):
         pairs: list[Pair], *, min_freq: int = 1, max_size: int | None = None
     ) -> tuple[Vocabulary, Vocabulary]:
         """Source and target vocabularies of the tokenized pairs."""
-        src = Vocabulary.build(
-            (tokenize(s) for s, _ in pairs), min_freq=min_freq, max_size=max_size
-        )
-        tgt = Vocabulary.build(
-            (tokenize(t) for _, t in pairs), min_freq=min_freq, max_size=max_size
-        )
+        src = Vocabulary.build((tokenize(s) for s, _ in pairs), min_freq=min_freq, max_size=max_size)
+        tgt = Vocabulary.build((tokenize(t) for _, t in pairs), min_freq=min_freq, max_size=max_size)
         return src, tgt
 
     def __len__(self) -> int:
@@ -135,9 +129,7 @@ def collate(dataset: TranslationDataset, indices: list[int]) -> Batch:
     return Batch(src, src_pad_mask, tgt[:, :-1], tgt[:, 1:], indices)
 
 
-def bucketed_batches(
-    lengths: list[int], batch_size: int, *, shuffle: bool, seed: int = 0
-) -> list[list[int]]:
+def bucketed_batches(lengths: list[int], batch_size: int, *, shuffle: bool, seed: int = 0) -> list[list[int]]:
     """Group indices into batches of similar length, so little compute goes to padding.
 
     With ``shuffle``, indices are shuffled, sorted by length inside pools of 50 batches, cut into

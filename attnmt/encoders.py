@@ -44,9 +44,7 @@ class Encoder(nn.Module):
         embedded = self.dropout(self.embedding(src))  # (B, S, E)
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
         states, final = self.rnn(packed)  # final: (L * directions, B, H / directions)
-        states, _ = pad_packed_sequence(
-            states, batch_first=True, total_length=src.size(1)
-        )  # (B, S, H)
+        states, _ = pad_packed_sequence(states, batch_first=True, total_length=src.size(1))  # (B, S, H)
         if self.bidirectional:
             final = torch.cat([final[0::2], final[1::2]], dim=-1)  # (L, B, H): [forward; backward]
         return states, final

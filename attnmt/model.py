@@ -114,9 +114,7 @@ class EncoderDecoderAttention(nn.Module):
         return torch.cat(steps, dim=1), weights
 
 
-def build_model(
-    config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int
-) -> EncoderDecoderAttention:
+def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> EncoderDecoderAttention:
     """Build the model the way the diagram draws it: encoder → attention → decoder."""
     encoder = Encoder(
         vocab_size=src_vocab_size,
@@ -129,9 +127,7 @@ def build_model(
     attention = (
         None
         if config.attention == "none"
-        else make_attention(
-            config.attention, query_size=config.hidden_size, key_size=config.hidden_size
-        )
+        else make_attention(config.attention, query_size=config.hidden_size, key_size=config.hidden_size)
     )
     decoder = Decoder(
         vocab_size=tgt_vocab_size,

@@ -43,9 +43,7 @@ def save_model(translator: Translator, directory: Path) -> None:
         "files": {name: sha256(directory / name) for name in (SRC_VOCAB, TGT_VOCAB, WEIGHTS)},
         "config": translator.config.to_dict(),
     }
-    atomic_write_text(
-        directory / CONFIG, yaml.safe_dump(header, sort_keys=False, allow_unicode=True)
-    )
+    atomic_write_text(directory / CONFIG, yaml.safe_dump(header, sort_keys=False, allow_unicode=True))
 
 
 def load_model(directory: Path) -> Translator:
@@ -59,9 +57,7 @@ def load_model(directory: Path) -> Translator:
         if not path.is_file():
             raise AttnmtError(f"{path}: missing from the model directory")
         if sha256(path) != header["files"].get(name):
-            raise AttnmtError(
-                f"{path}: checksum does not match {CONFIG}: the file is corrupt or was changed"
-            )
+            raise AttnmtError(f"{path}: checksum does not match {CONFIG}: the file is corrupt or was changed")
     config = config_from_dict(header["config"], source=str(directory / CONFIG))
     src_vocab, tgt_vocab = (
         Vocabulary.load(directory / SRC_VOCAB),
@@ -76,9 +72,7 @@ def load_model(directory: Path) -> Translator:
     found = {k: tuple(v.shape) for k, v in state.items()}
     if found != expected:
         bad = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
-        raise AttnmtError(
-            f"{directory / WEIGHTS}: weights do not fit the configured model ({bad[0]})"
-        )
+        raise AttnmtError(f"{directory / WEIGHTS}: weights do not fit the configured model ({bad[0]})")
     model.load_state_dict(state)
     return Translator(model.eval(), src_vocab, tgt_vocab, config)
 

@@ -21,9 +21,7 @@ def max_output_lengths(src_pad_mask: Tensor, ratio: float = 2.0, extra: int = 10
 
 
 @torch.no_grad()
-def greedy_search(
-    model, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor
-) -> list[Hypothesis]:
+def greedy_search(model, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor) -> list[Hypothesis]:
     """Pick the most probable word at each step until ``<eos>`` or ``max_lengths`` (B,) tokens.
 
     src (B, S), src_pad_mask (B, S) → one :class:`Hypothesis` per sentence.
@@ -50,10 +48,6 @@ def greedy_search(
     hypotheses = []
     for b, row in enumerate(tokens):
         length = row.index(Vocabulary.eos_id)
-        weights = (
-            None
-            if attention is None
-            else attention[b, : length + 1, : int((~src_pad_mask[b]).sum())]
-        )
+        weights = None if attention is None else attention[b, : length + 1, : int((~src_pad_mask[b]).sum())]
         hypotheses.append(Hypothesis(row[:length], float(scores[b]), weights))
     return hypotheses

@@ -76,9 +76,7 @@ def train(
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", tok_s=f"{speed:.0f}")
         if progress and epoch_tokens:
-            bar.write(
-                f"epoch {epoch:3d}  loss {epoch_loss / epoch_tokens:.3f}  {speed:,.0f} target tokens/s"
-            )
+            bar.write(f"epoch {epoch:3d}  loss {epoch_loss / epoch_tokens:.3f}  {speed:,.0f} target tokens/s")
     bar.close()
     translator = Translator(model.eval(), src_vocab, tgt_vocab, config)
     if model_dir is not None:

@@ -41,7 +41,9 @@ class Translator:
         results: list[Translation | None] = [None] * len(sentences)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            for i, translation in zip(chunk, self._translate_tokens([tokenized[i] for i in chunk])):
+            for i, translation in zip(
+                chunk, self._translate_tokens([tokenized[i] for i in chunk]), strict=True
+            ):
                 results[i] = translation
         return results
 
@@ -49,12 +51,12 @@ class Translator:
     def _translate_tokens(self, batch: list[list[str]]) -> list[Translation]:
         self.model.eval()
         device = next(self.model.parameters()).device
-        src_tokens = [tokens + [EOS] for tokens in batch]
+        src_tokens = [[*tokens, EOS] for tokens in batch]
         src, src_pad_mask = pad([self.src_vocab.encode(tokens) for tokens in src_tokens])
         src, src_pad_mask = src.to(device), src_pad_mask.to(device)
         hypotheses = greedy_search(self.model, src, src_pad_mask, max_output_lengths(src_pad_mask))
         translations = []
-        for source, hyp in zip(src_tokens, hypotheses):
+        for source, hyp in zip(src_tokens, hypotheses, strict=True):
             if len(source) == 1:  # empty input: nothing to translate
                 translations.append(Translation("", [], [], 0.0, np.zeros((0, 0), np.float32)))
                 continue

@@ -30,9 +30,7 @@ class Vocabulary:
         """Keep tokens seen at least ``min_freq`` times, most frequent first (ties alphabetical),
         at most ``max_size`` of them besides the specials."""
         counts = Counter(token for sentence in sentences for token in sentence)
-        kept = sorted(
-            (t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t)
-        )
+        kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
         return cls(kept[:max_size] if max_size is not None else kept)
 
     def __len__(self) -> int:
@@ -60,9 +58,7 @@ class Vocabulary:
         except FileNotFoundError:
             raise AttnmtError(f"{path}: vocabulary file is missing") from None
         except (ValueError, KeyError, TypeError):
-            raise AttnmtError(
-                f"{path}: not a vocabulary file (expected JSON with a 'tokens' list)"
-            ) from None
+            raise AttnmtError(f"{path}: not a vocabulary file (expected JSON with a 'tokens' list)") from None
         if tuple(tokens[:4]) != SPECIALS or len(set(tokens)) != len(tokens):
             raise AttnmtError(
                 f"{path}: vocabulary must start with {' '.join(SPECIALS)} and have no duplicates"
