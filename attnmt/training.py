@@ -57,7 +57,7 @@ def train(
     total = config.train.epochs * batches_per_epoch
     if config.train.max_steps is not None:
         total = min(total, config.train.max_steps)
-    bar = tqdm(total=total, disable=not progress, unit="step", dynamic_ncols=True, leave=False)
+    bar = tqdm(total=total, disable=None if progress else True, unit="step", dynamic_ncols=True, leave=False)
     step, tokens, started = 0, 0, time.perf_counter()
     for epoch in range(1, config.train.epochs + 1):
         seed = config.train.seed * 100_003 + epoch  # batch order: a function of (seed, epoch)
@@ -75,7 +75,8 @@ def train(
             speed = tokens / (time.perf_counter() - started)
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", tok_s=f"{speed:.0f}")
-        if progress and epoch_tokens:
+        report_every = max(1, config.train.epochs // 10)
+        if progress and epoch_tokens and (epoch == 1 or epoch % report_every == 0):
             bar.write(f"epoch {epoch:3d}  loss {epoch_loss / epoch_tokens:.3f}  {speed:,.0f} target tokens/s")
     bar.close()
     translator = Translator(model.eval(), src_vocab, tgt_vocab, config)

@@ -1,0 +1,50 @@
+"""Pictures and tables of attention weights.  Takes arrays and token labels; never imports a model."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from attnmt.errors import AttnmtError
+from attnmt.files import atomic_write_bytes
+
+
+def attention_table(weights: np.ndarray, src_tokens: list[str], tgt_tokens: list[str]) -> str:
+    """The (target × source) weights as a text table, one row per target token, two decimals."""
+    width = max(4, *(len(t) for t in src_tokens))
+    label = max(len(t) for t in tgt_tokens)
+    lines = [" " * label + " " + " ".join(t.rjust(width) for t in src_tokens)]
+    for token, row in zip(tgt_tokens, weights, strict=True):
+        lines.append(token.ljust(label) + " " + " ".join(f"{w:.2f}".rjust(width) for w in row))
+    return "\n".join(lines)
+
+
+def plot_attention(
+    weights: np.ndarray, src_tokens: list[str], tgt_tokens: list[str], path: Path | None = None
+) -> Figure:
+    """Heatmap of (target × source) weights with tokens as labels, written to ``path`` if given (the
+    format follows its suffix: .png, .svg, .pdf).  Returns the figure; notebooks show it inline."""
+    weights = np.asarray(weights, dtype=float)
+    rows, cols = weights.shape
+    cell = 0.42  # inches per token: labels stay readable for 40+ token sentences
+    fig = Figure(figsize=(max(4.0, 1.5 + cell * cols), max(3.0, 1.2 + cell * rows)), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(cols), src_tokens, rotation=60, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(rows), tgt_tokens)
+    if rows * cols <= 200:  # small enough to print each weight in its cell
+        for (i, j), w in np.ndenumerate(weights):
+            ax.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=8, color="black" if w > 0.6 else "white")
+    ax.set_xlabel("source")
+    ax.set_ylabel("target")
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
+    if path is not None:
+        path = Path(path)
+        formats = ("png", "svg", "pdf")
+        if path.suffix.lower().lstrip(".") not in formats:
+            raise AttnmtError(f"{path}: unsupported picture format; use {', '.join(formats)}")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix.lower().lstrip("."), dpi=120)
+        atomic_write_bytes(path, buffer.getvalue())
+    return fig
