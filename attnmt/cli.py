@@ -13,7 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="attnmt", description="Neural machine translation with attention.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the eight steps on the built-in set and translate 'We are happy'")
+    demo = commands.add_parser(
+        "demo", help="run the eight steps on the built-in set and translate 'We are happy'"
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("-o", "--output", type=Path, default=Path("attnmt-demo-attention.png"),
                       help="where to save the attention heatmap (.png, .svg or .pdf)")  # fmt: skip

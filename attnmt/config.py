@@ -7,6 +7,7 @@ that names the key (``model.atention: unknown key; did you mean model.attention?
 
 import dataclasses
 import difflib
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,7 @@ class Config:
 CORPORA = ("toy",)
 _CHOICES = {"data.corpus": CORPORA, "model.attention": ("none", *ATTENTION_TYPES)}
 _POSITIVE = {"model.embed_size", "model.hidden_size", "model.layers", "train.batch_size", "train.lr",
-             "data.min_freq", "data.max_vocab_size", "train.max_steps"}  # fmt: skip
+             "train.epochs", "train.clip_norm", "data.min_freq", "data.max_vocab_size", "train.max_steps"}  # fmt: skip
 _FRACTION = {"model.dropout", "train.teacher_forcing"}
 
 
@@ -83,6 +84,8 @@ def load_config(path: Path, overrides: list[str] = ()) -> Config:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AttnmtError(f"{path}: config file not found") from None
+    except OSError as e:
+        raise AttnmtError(f"{path}: cannot read ({e.strerror})") from None
     except UnicodeDecodeError:
         raise AttnmtError(f"{path}: not valid UTF-8") from None
     except yaml.YAMLError as e:
@@ -136,8 +139,13 @@ def _check_type(value: Any, kind: Any, key: str, source: str) -> Any:
     if value is None and type(None) in allowed:
         return None
     for t in allowed:
-        if t is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        if t is float and isinstance(value, int | float | str) and not isinstance(value, bool):
+            try:  # YAML reads 1e-3 (no dot) as a string
+                number = float(value)
+            except ValueError:
+                continue
+            if math.isfinite(number):
+                return number
         if t is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if t in (str, bool) and isinstance(value, t):

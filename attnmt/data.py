@@ -125,8 +125,9 @@ def pad(sequences: list[list[int]]) -> tuple[Tensor, Tensor]:
 
 def collate(dataset: TranslationDataset, indices: list[int]) -> Batch:
     src, src_pad_mask = pad([dataset.src_ids[i] for i in indices])
-    tgt, _ = pad([dataset.tgt_ids[i] for i in indices])
-    return Batch(src, src_pad_mask, tgt[:, :-1], tgt[:, 1:], indices)
+    tgt_in, _ = pad([dataset.tgt_ids[i][:-1] for i in indices])
+    tgt_out, _ = pad([dataset.tgt_ids[i][1:] for i in indices])
+    return Batch(src, src_pad_mask, tgt_in, tgt_out, indices)
 
 
 def bucketed_batches(lengths: list[int], batch_size: int, *, shuffle: bool, seed: int = 0) -> list[list[int]]:
@@ -139,7 +140,7 @@ def bucketed_batches(lengths: list[int], batch_size: int, *, shuffle: bool, seed
     rng = random.Random(seed)
     if shuffle:
         rng.shuffle(order)
-    pool = batch_size * 50 if shuffle else len(order)
+    pool = batch_size * 50 if shuffle else max(1, len(order))
     batches = []
     for start in range(0, len(order), pool):
         chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])

@@ -43,14 +43,18 @@ def run_demo(*, seed: int = 0, heatmap: Path = Path("attnmt-demo-attention.png")
         logits, _, weights = model.decode(batch.tgt_in, state)
 
     _step(2, "Encoder: a bidirectional GRU gives every source token a state")
-    print(f"  {batch.src.size(1)} source tokens → states {tuple(encoded.states.shape)} (batch, tokens, hidden)")
+    print(
+        f"  {batch.src.size(1)} source tokens → states {tuple(encoded.states.shape)} (batch, tokens, hidden)"
+    )
 
     _step(3, f"Attention ({config.model.attention}): each decoder step scores every source state")
     print("  softmax over the scores gives weights that sum to 1; the context is their weighted average")
     print(f"  untrained weights of the first target word: {[round(w, 2) for w in weights[0, 0].tolist()]}")
 
     _step(4, "Decoder: a GRU writes French one word at a time, attending before each word")
-    print(f"  {batch.tgt_in.size(1)} target steps → logits {tuple(logits.shape)} (batch, steps, French vocab)")
+    print(
+        f"  {batch.tgt_in.size(1)} target steps → logits {tuple(logits.shape)} (batch, steps, French vocab)"
+    )
 
     _step(5, "EncoderDecoderAttention: encoder + attention + decoder in one model")
     print(f"  {sum(p.numel() for p in model.parameters()):,} parameters")

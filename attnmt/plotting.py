@@ -35,7 +35,9 @@ def plot_attention(
     ax.set_yticks(range(rows), tgt_tokens)
     if rows * cols <= 200:  # small enough to print each weight in its cell
         for (i, j), w in np.ndenumerate(weights):
-            ax.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=8, color="black" if w > 0.6 else "white")
+            ax.text(
+                j, i, f"{w:.2f}", ha="center", va="center", fontsize=8, color="black" if w > 0.6 else "white"
+            )
     ax.set_xlabel("source")
     ax.set_ylabel("target")
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")

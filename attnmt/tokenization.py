@@ -17,7 +17,7 @@ import re
 import unicodedata
 
 _ELIDED = r"(?:[Jj]usqu|[Ll]orsqu|[Pp]uisqu|[Qq]uoiqu|[Qq]u|[CcDdJjLlMmNnSsTt])['’]"
-_CLITIC = rf"(?<![\w'’]){_ELIDED}(?=\w)"
+_CLITIC = rf"{_ELIDED}(?=\w)"
 _NUMBER = r"\d+(?:[.,]\d+)+"
 _WORD = r"\w+(?:['’-]\w+)*"
 _TOKEN = re.compile(rf"{_CLITIC}|{_NUMBER}|{_WORD}|[^\w\s]")

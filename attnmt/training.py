@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from attnmt.config import Config
 from attnmt.data import Batch, Pair, TranslationDataset, bucketed_batches, collate, toy_pairs
+from attnmt.errors import AttnmtError
 from attnmt.model import EncoderDecoderAttention, build_model
 from attnmt.modeldir import save_model
 from attnmt.translator import Translator
@@ -44,6 +45,8 @@ def train(
     """
     torch.manual_seed(config.train.seed)
     pairs = load_pairs(config) if pairs is None else pairs
+    if not pairs:
+        raise AttnmtError("no training pairs")
     src_vocab, tgt_vocab = TranslationDataset.build_vocabs(
         pairs, min_freq=config.data.min_freq, max_size=config.data.max_vocab_size
     )

@@ -57,6 +57,8 @@ class Vocabulary:
                 raise TypeError
         except FileNotFoundError:
             raise AttnmtError(f"{path}: vocabulary file is missing") from None
+        except OSError as e:
+            raise AttnmtError(f"{path}: cannot read ({e.strerror})") from None
         except (ValueError, KeyError, TypeError):
             raise AttnmtError(f"{path}: not a vocabulary file (expected JSON with a 'tokens' list)") from None
         if tuple(tokens[:4]) != SPECIALS or len(set(tokens)) != len(tokens):

@@ -1,0 +1,108 @@
+"""The command line, as a user runs it: real subprocesses where exit codes and tracebacks matter."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attnmt.cli import main
+
+TINY = ["--set", "model.embed_size=16", "--set", "model.hidden_size=32", "--set", "train.epochs=3", "--quiet"]
+
+
+def _attnmt(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "attnmt.cli", *args], input=stdin, capture_output=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "toy"
+    assert main(["train", "--model-dir", str(path), *TINY]) == 0
+    return path
+
+
+def test_translate_from_stdin_keeps_order_and_line_count(model_dir):
+    lines = [
+        "She loves cats.",
+        "",
+        "...",
+        "Xylophones quarrel with zebras.",
+        "They are happy.",
+        "We are sad.",
+    ]
+    result = _attnmt("translate", str(model_dir), stdin="\n".join(lines).encode() + b"\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode().split("\n")
+    assert out[-1] == "" and len(out) - 1 == len(lines)
+    assert out[1] == ""  # an empty line stays empty
+    single = [
+        _attnmt("translate", str(model_dir), "--text", line).stdout.decode().strip() for line in lines[-2:]
+    ]
+    assert out[-3:-1] == single  # batched = one at a time
+
+
+def test_translate_text_in_process(model_dir, capsys):
+    assert main(["translate", str(model_dir), "--text", "I am happy.", "--text", "He is tired."]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_a_thousand_word_sentence_translates(model_dir, capsys):
+    long = " ".join(["the cat sees the dog ."] * 200)
+    assert main(["translate", str(model_dir), "--text", long]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def _assert_clean_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    err = result.stderr.decode()
+    assert result.returncode != 0
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err
+
+
+def test_missing_model_directory(tmp_path):
+    _assert_clean_error(_attnmt("translate", str(tmp_path / "nope"), "--text", "hi"), "nope", "not found")
+
+
+def test_stdin_that_is_not_utf8(model_dir):
+    _assert_clean_error(
+        _attnmt("translate", str(model_dir), stdin=b"fine\n\xff\xfe bad\n"), "line 2", "UTF-8"
+    )
+
+
+def test_config_typo_is_named_before_training(tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("model:\n  atention: dot\n")
+    result = _attnmt("train", str(config), "--model-dir", str(tmp_path / "m"))
+    _assert_clean_error(result, "model.atention", "model.attention")
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_does_not_overwrite_a_saved_model(model_dir, capsys):
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    assert main(["train", "--model-dir", str(model_dir), *TINY]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+
+
+def test_train_from_a_config_file_then_translate(tmp_path, capsys):
+    config = tmp_path / "exp.yaml"
+    config.write_text("model:\n  attention: dot\n  embed_size: 16\n  hidden_size: 32\ntrain:\n  epochs: 2\n")
+    assert main(["train", str(config), "--model-dir", str(tmp_path / "m"), "--quiet"]) == 0
+    assert main(["translate", str(tmp_path / "m"), "--text", "She loves cats."]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.slow
+def test_demo_translates_we_are_happy_and_saves_a_heatmap(tmp_path):
+    result = _attnmt("demo", "-o", "heat.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    for step in range(1, 9):
+        assert f"Step {step} ·" in out
+    assert "'We are happy' → 'Nous sommes heureux" in out
+    assert (tmp_path / "heat.png").read_bytes().startswith(b"\x89PNG")

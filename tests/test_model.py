@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from attnmt.config import ModelConfig
+from attnmt.data import pad, pad_mask
+from attnmt.model import build_model
+
+KINDS = ["none", "dot", "general", "additive", "scaled_dot"]
+SRC_V, TGT_V = 13, 11
+
+
+def _model(kind: str, **overrides):
+    torch.manual_seed(0)
+    config = ModelConfig(attention=kind, embed_size=8, hidden_size=12, layers=2, dropout=0.0, **overrides)
+    return build_model(config, SRC_V, TGT_V).eval()
+
+
+def _batch():
+    src, src_pad_mask = pad([[4, 5, 6, 7, 3], [8, 9, 3], [10, 3]])
+    tgt, _ = pad([[2, 4, 5, 6], [2, 7, 8, 9], [2, 10, 4, 4]])
+    return src, src_pad_mask, tgt
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_extra_padding_changes_no_output(kind, bidirectional):
+    model = _model(kind, bidirectional=bidirectional)
+    src, src_pad_mask, tgt = _batch()
+    logits, attn = model(src, src_pad_mask, tgt)
+    wide = torch.cat([src, torch.zeros(3, 4, dtype=torch.long)], dim=1)  # 4 more pad columns
+    wide_logits, wide_attn = model(wide, pad_mask((~src_pad_mask).sum(1), wide.size(1)), tgt)
+    torch.testing.assert_close(wide_logits, logits, atol=1e-5, rtol=1e-5)
+    if attn is not None:
+        torch.testing.assert_close(wide_attn[..., : src.size(1)], attn, atol=1e-6, rtol=1e-5)
+        assert torch.all(wide_attn[..., src.size(1) :] == 0.0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_sentence_translates_the_same_alone_or_in_a_batch(kind):
+    model = _model(kind)
+    src, src_pad_mask, tgt = _batch()
+    logits, _ = model(src, src_pad_mask, tgt)
+    alone, _ = model(src[2:, :2], src_pad_mask[2:, :2], tgt[2:])
+    torch.testing.assert_close(alone, logits[2:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_step_by_step_decoding_equals_the_teacher_forced_pass(kind):
+    """Search calls step() one token at a time; training runs the whole target at once."""
+    model = _model(kind)
+    src, src_pad_mask, tgt = _batch()
+    logits, attn = model(src, src_pad_mask, tgt)
+    state = model.init_state(model.encode(src, src_pad_mask))
+    for t in range(tgt.size(1)):
+        log_probs, state, step_attn = model.step(tgt[:, t], state)
+        torch.testing.assert_close(log_probs, torch.log_softmax(logits[:, t], -1), atol=1e-5, rtol=1e-5)
+        if attn is not None:
+            torch.testing.assert_close(step_attn, attn[:, t], atol=1e-6, rtol=1e-5)
+
+
+def test_reorder_selects_and_repeats_rows():
+    model = _model("additive")
+    src, src_pad_mask, tgt = _batch()
+    state = model.init_state(model.encode(src, src_pad_mask))
+    index = torch.tensor([2, 2, 0])
+    reordered = model.reorder(state, index)
+    direct = model.init_state(model.encode(src[index], src_pad_mask[index]))
+    a, _, _ = model.step(tgt[index, 0], reordered)
+    b, _, _ = model.step(tgt[index, 0], direct)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_without_attention_the_decoder_sees_one_fixed_context():
+    model = _model("none")
+    src, src_pad_mask, tgt = _batch()
+    _, attn = model(src, src_pad_mask, tgt)
+    assert attn is None
+    state = model.init_state(model.encode(src, src_pad_mask))
+    torch.testing.assert_close(state.fixed_context, model.encode(src, src_pad_mask).final[-1])
+
+
+def test_teacher_forcing_below_one_feeds_back_predictions_in_training():
+    model = _model("dot").train()
+    src, src_pad_mask, tgt = _batch()
+    forced, _ = model(src, src_pad_mask, tgt, teacher_forcing=1.0)
+    free, _ = model(src, src_pad_mask, tgt, teacher_forcing=0.0)
+    assert forced.shape == free.shape
+    torch.testing.assert_close(free[:, 0], forced[:, 0])  # the first input is <sos> either way
+    assert not torch.allclose(free, forced)
