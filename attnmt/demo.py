@@ -31,8 +31,9 @@ def run_demo(*, seed: int = 0, heatmap: Path = Path("attnmt-demo-attention.png")
     print(f"  {len(pairs)} English–French pairs built into attnmt, e.g. {en!r} → {fr!r}")
     print(f"  tokens {tokenize(en)} → ids {src_vocab.encode(tokenize(en))} (+ <eos>)")
     print(f"  vocabularies: {len(src_vocab)} English and {len(tgt_vocab)} French tokens, specials included")
-    related = [s for s, _ in pairs if s.startswith("We are") or s.endswith("are happy.")][:5]
-    print(f"  {NEW_SENTENCE!r} is not in the data; the model must compose it from {related} …")
+    sources = [s for s, _ in pairs]
+    pieces = [s for s in sources if s.startswith("We are")][:2] + [s for s in sources if s.endswith(" happy.")][:3]
+    print(f"  {NEW_SENTENCE!r} is not in the data; the model must compose it from {pieces} …")
 
     model = build_model(config.model, len(src_vocab), len(tgt_vocab))
     batch = collate(dataset, [pairs.index((en, fr))])
