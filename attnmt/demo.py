@@ -32,7 +32,9 @@ def run_demo(*, seed: int = 0, heatmap: Path = Path("attnmt-demo-attention.png")
     print(f"  tokens {tokenize(en)} → ids {src_vocab.encode(tokenize(en))} (+ <eos>)")
     print(f"  vocabularies: {len(src_vocab)} English and {len(tgt_vocab)} French tokens, specials included")
     sources = [s for s, _ in pairs]
-    pieces = [s for s in sources if s.startswith("We are")][:2] + [s for s in sources if s.endswith(" happy.")][:3]
+    pieces = [s for s in sources if s.startswith("We are")][:2] + [
+        s for s in sources if s.endswith(" happy.")
+    ][:3]
     print(f"  {NEW_SENTENCE!r} is not in the data; the model must compose it from {pieces} …")
 
     model = build_model(config.model, len(src_vocab), len(tgt_vocab))
@@ -78,4 +80,4 @@ def run_demo(*, seed: int = 0, heatmap: Path = Path("attnmt-demo-attention.png")
 
 
 def _step(number: int, title: str) -> None:
-    print(f"\nStep {number} · {title}")
+    print(f"\nStep {number} · {title}", flush=True)

@@ -1,5 +1,6 @@
 """Step 6, training: cross-entropy over the target words, Adam, gradient clipping, a fixed seed."""
 
+import sys
 import time
 from pathlib import Path
 
@@ -80,7 +81,10 @@ def train(
             bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", tok_s=f"{speed:.0f}")
         report_every = max(1, config.train.epochs // 10)
         if progress and epoch_tokens and (epoch == 1 or epoch % report_every == 0):
-            bar.write(f"epoch {epoch:3d}  loss {epoch_loss / epoch_tokens:.3f}  {speed:,.0f} target tokens/s")
+            bar.write(
+                f"epoch {epoch:3d}  loss {epoch_loss / epoch_tokens:.3f}  {speed:,.0f} target tokens/s",
+                file=sys.stderr,
+            )
     bar.close()
     translator = Translator(model.eval(), src_vocab, tgt_vocab, config)
     if model_dir is not None:
