@@ -1,7 +1,9 @@
 """The ``attnmt`` command line: thin entry points over the library."""
 
 import argparse
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -25,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--model-dir", type=Path, required=True, help="where to save the trained model")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set train.epochs=10 (repeatable)")  # fmt: skip
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in --model-dir"
+    )
     train.add_argument("--overwrite", action="store_true", help="replace a model already in --model-dir")
+    train.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
     translate = commands.add_parser("translate", help="translate --text or stdin, one sentence per line")
@@ -33,14 +39,29 @@ def main(argv: list[str] | None = None) -> int:
     translate.add_argument("--text", action="append", help="a sentence to translate (repeatable)")
     translate.add_argument("--batch-size", type=int, default=64)
 
+    evaluate = commands.add_parser("evaluate", help="BLEU and chrF of a model on a test set")
+    evaluate.add_argument("model_dir", type=Path)
+    evaluate.add_argument(
+        "--data", help="data spec, e.g. tatoeba:test or src.txt,ref.txt (default: data.test)"
+    )
+    evaluate.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
+    evaluate.add_argument("-o", "--output", type=Path, help="write the translations here, one per line")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             from attnmt.demo import run_demo
 
+            if args.output.suffix.lower() not in (".png", ".svg", ".pdf") or not args.output.parent.is_dir():
+                raise AttnmtError(
+                    f"{args.output}: expected a .png, .svg or .pdf path in an existing directory"
+                )
             run_demo(seed=args.seed, heatmap=args.output)
         elif args.command == "train":
             _train(args)
+        elif args.command == "evaluate":
+            _evaluate(args)
         else:
             _translate(args)
     except AttnmtError as e:
@@ -65,9 +86,20 @@ def _train(args: argparse.Namespace) -> None:
         config = load_config(args.config, args.overrides)
     if args.model_dir.exists() and not args.model_dir.is_dir():
         raise AttnmtError(f"{args.model_dir}: exists and is not a directory")
-    if args.model_dir.is_dir() and any(args.model_dir.iterdir()) and not args.overwrite:
-        raise AttnmtError(f"{args.model_dir}: not empty; choose another --model-dir or pass --overwrite")
-    train(config, model_dir=args.model_dir, progress=not args.quiet)
+    if args.model_dir.is_dir() and any(args.model_dir.iterdir()) and not (args.overwrite or args.resume):
+        raise AttnmtError(f"{args.model_dir}: not empty; choose another --model-dir, --resume or --overwrite")
+    try:  # fail now, not after training, if the model cannot be saved there
+        args.model_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=args.model_dir).close()
+    except OSError as e:
+        raise AttnmtError(f"{args.model_dir}: cannot write there ({e.strerror})") from None
+    if args.overwrite and not args.resume:
+        from attnmt.checkpoint import checkpoint_dir
+
+        shutil.rmtree(checkpoint_dir(args.model_dir), ignore_errors=True)
+    train(
+        config, model_dir=args.model_dir, resume=args.resume, progress=not args.quiet, data_root=args.data_dir
+    )
     if not args.quiet:
         print(f"saved model to {args.model_dir}", file=sys.stderr)
 
@@ -75,8 +107,6 @@ def _train(args: argparse.Namespace) -> None:
 def _translate(args: argparse.Namespace) -> None:
     from attnmt.modeldir import load_model
 
-    if args.batch_size < 1:
-        raise AttnmtError("--batch-size: must be at least 1")
     translator = load_model(args.model_dir)
     if args.text is not None:
         for translation in translator.translate(args.text, batch_size=args.batch_size):
@@ -86,6 +116,28 @@ def _translate(args: argparse.Namespace) -> None:
         translations = translator.translate(chunk, batch_size=args.batch_size)
         sys.stdout.write("".join(t.text + "\n" for t in translations))
         sys.stdout.flush()
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from attnmt.corpora import group_references, load_pairs
+    from attnmt.files import atomic_write_text
+    from attnmt.metrics import corpus_scores
+    from attnmt.modeldir import load_model
+
+    translator = load_model(args.model_dir)
+    data = translator.config.data
+    spec = args.data or data.test
+    if spec is None:
+        raise AttnmtError("--data: no test set given and the model's config has no data.test")
+    pairs = load_pairs(spec, src_lang=data.src_lang, tgt_lang=data.tgt_lang, root=args.data_dir)
+    sources, references = group_references(pairs)
+    hypotheses = [t.text for t in translator.translate(sources, batch_size=args.batch_size)]
+    if args.output is not None:
+        atomic_write_text(args.output, "".join(h + "\n" for h in hypotheses))
+    scores = corpus_scores(hypotheses, references)
+    print(f"{spec}: {len(sources):,} sentences, {len(pairs):,} references")
+    print(f"BLEU {scores.bleu:.2f}  {scores.bleu_signature}")
+    print(f"chrF {scores.chrf:.2f}  {scores.chrf_signature}")
 
 
 def _read_lines(stream: BinaryIO, chunk_size: int) -> Iterator[list[str]]:

@@ -21,11 +21,17 @@ from attnmt.errors import AttnmtError
 
 @dataclass
 class DataConfig:
-    corpus: str = "toy"  # the built-in English–French set
+    train: str = "toy"  # a data spec (attnmt.corpora): toy, tatoeba:train, multi30k:train, FILE.tsv, SRC,TGT
+    dev: str | None = None  # validation data spec; BLEU on it picks the best checkpoint
+    test: str | None = None  # held-out data spec, for `attnmt evaluate` (never used in training)
     src_lang: str = "en"
     tgt_lang: str = "fr"
+    tokenizer: str = "word"  # word | bpe | unigram (the last two: SentencePiece trained on the train data)
+    vocab_size: int = 8000  # SentencePiece pieces (bpe, unigram)
+    joint_vocab: bool = False  # one SentencePiece model and vocabulary for both languages
     min_freq: int = 1  # rarer tokens become <unk>
     max_vocab_size: int | None = None  # per language, besides the specials
+    max_words: int = 80  # cleaning: pairs with a longer side are dropped from training
 
 
 @dataclass
@@ -40,12 +46,21 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 40
-    max_steps: int | None = None  # stop after this many updates, whatever the epoch
-    batch_size: int = 32  # sentences
+    epochs: int | None = 40  # stop after this many passes over the data ...
+    max_steps: int | None = None  # ... or this many updates ...
+    max_minutes: float | None = None  # ... or this much training time, whichever comes first
+    batch_tokens: int = 400  # a batch holds at most this many source + target tokens, padding included
+    accumulate: int = 1  # batches per update (gradient accumulation)
     lr: float = 3e-3  # Adam
+    schedule: str = "constant"  # constant | plateau (decay when dev BLEU stalls) | inverse_sqrt (warmup)
+    warmup_steps: int = 4000  # inverse_sqrt
+    decay_factor: float = 0.5  # plateau: lr *= decay_factor ...
+    decay_patience: int = 2  # ... after this many validations without a better dev BLEU
+    early_stopping: int | None = None  # stop after this many validations without a better dev BLEU
     clip_norm: float = 1.0  # gradient norm clipping
     teacher_forcing: float = 1.0  # probability of feeding the gold previous word
+    validate_every: int = 500  # updates between validations (when data.dev is set)
+    keep_checkpoints: int = 2  # the last N checkpoints are kept (the best model is always kept)
     seed: int = 0
 
 
@@ -59,11 +74,19 @@ class Config:
         return dataclasses.asdict(self)
 
 
-CORPORA = ("toy",)
-_CHOICES = {"data.corpus": CORPORA, "model.attention": ("none", *ATTENTION_TYPES)}
-_POSITIVE = {"model.embed_size", "model.hidden_size", "model.layers", "train.batch_size", "train.lr",
-             "train.epochs", "train.clip_norm", "data.min_freq", "data.max_vocab_size", "train.max_steps"}  # fmt: skip
-_FRACTION = {"model.dropout", "train.teacher_forcing"}
+_CHOICES = {
+    "data.tokenizer": ("word", "bpe", "unigram"),
+    "model.attention": ("none", *ATTENTION_TYPES),
+    "train.schedule": ("constant", "plateau", "inverse_sqrt"),
+}
+_POSITIVE = {
+    "data.vocab_size", "data.min_freq", "data.max_vocab_size", "data.max_words",
+    "model.embed_size", "model.hidden_size", "model.layers",
+    "train.epochs", "train.max_steps", "train.max_minutes", "train.batch_tokens", "train.accumulate", "train.lr",
+    "train.warmup_steps", "train.decay_patience", "train.early_stopping", "train.clip_norm",
+    "train.validate_every", "train.keep_checkpoints",
+}  # fmt: skip
+_FRACTION = {"model.dropout", "train.teacher_forcing", "train.decay_factor"}
 
 
 def config_from_dict(data: Any, overrides: list[str] = (), source: str = "config") -> Config:
@@ -73,7 +96,11 @@ def config_from_dict(data: Any, overrides: list[str] = (), source: str = "config
         key, sep, text = override.partition("=")
         if not sep:
             raise AttnmtError(f"override {override!r}: expected key=value, e.g. train.lr=0.0005")
-        _set(config, key.strip(), yaml.safe_load(text) if text.strip() else None, source)
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise AttnmtError(f"override {override!r}: the value is not valid YAML") from None
+        _set(config, key.strip(), value, "--set")
     _validate(config, source)
     return config
 
@@ -167,5 +194,7 @@ def _validate(config: Config, source: str) -> None:
                 raise AttnmtError(f"{source}: {key}: must be between 0 and 1, got {value}")
     if config.model.bidirectional and config.model.hidden_size % 2:
         raise AttnmtError(f"{source}: model.hidden_size: must be even for a bidirectional encoder")
+    if config.train.epochs is None and config.train.max_steps is None and config.train.max_minutes is None:
+        raise AttnmtError(f"{source}: train: set at least one of epochs, max_steps, max_minutes")
     if config.data.src_lang == config.data.tgt_lang:
         raise AttnmtError(f"{source}: data.tgt_lang: must differ from data.src_lang")

@@ -6,45 +6,13 @@ where the source position is padding.  It is built only by :func:`pad_mask`.
 
 import random
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from attnmt.errors import AttnmtError
-from attnmt.tokenization import tokenize
+from attnmt.corpora import Pair
+from attnmt.tokenization import Tokenizer, WordTokenizer
 from attnmt.vocab import Vocabulary
-
-Pair = tuple[str, str]
-
-
-def read_tsv(path: Path) -> list[Pair]:
-    """Read ``source<TAB>target`` lines; errors name the file and line."""
-    pairs = []
-    try:
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError:
-                    raise AttnmtError(f"{path}:{number}: not valid UTF-8") from None
-                fields = line.split("\t")
-                if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
-                    raise AttnmtError(f"{path}:{number}: expected 'source<TAB>target', both non-empty")
-                pairs.append((fields[0], fields[1]))
-    except (FileNotFoundError, IsADirectoryError):
-        raise AttnmtError(f"{path}: file not found") from None
-    return pairs
-
-
-def toy_pairs(src_lang: str = "en", tgt_lang: str = "fr") -> list[Pair]:
-    """The built-in English–French set written for attnmt (a few hundred everyday sentences)."""
-    if {src_lang, tgt_lang} != {"en", "fr"}:
-        raise AttnmtError(f"the toy set is English–French; got {src_lang}→{tgt_lang}")
-    with resources.as_file(resources.files("attnmt") / "resources" / "toy_en_fr.tsv") as path:
-        pairs = read_tsv(path)
-    return pairs if src_lang == "en" else [(fr, en) for en, fr in pairs]
 
 
 class TranslationDataset(torch.utils.data.Dataset):
@@ -58,23 +26,43 @@ class TranslationDataset(torch.utils.data.Dataset):
         *,
         src_lang: str = "en",
         tgt_lang: str = "fr",
+        src_tokenizer: Tokenizer | None = None,
+        tgt_tokenizer: Tokenizer | None = None,
     ):
+        """Tokenizers default to the word tokenizer of each language."""
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+        self.src_tokenizer = src_tokenizer or WordTokenizer(src_lang)
+        self.tgt_tokenizer = tgt_tokenizer or WordTokenizer(tgt_lang)
         self.pairs = pairs
-        self.src_ids = [[*src_vocab.encode(tokenize(s)), Vocabulary.eos_id] for s, _ in pairs]
+        self.src_ids = [
+            [*src_vocab.encode(self.src_tokenizer.tokenize(s)), Vocabulary.eos_id] for s, _ in pairs
+        ]
         self.tgt_ids = [
-            [Vocabulary.sos_id, *tgt_vocab.encode(tokenize(t)), Vocabulary.eos_id] for _, t in pairs
+            [Vocabulary.sos_id, *tgt_vocab.encode(self.tgt_tokenizer.tokenize(t)), Vocabulary.eos_id]
+            for _, t in pairs
         ]
 
     @staticmethod
     def build_vocabs(
-        pairs: list[Pair], *, min_freq: int = 1, max_size: int | None = None
+        pairs: list[Pair],
+        *,
+        min_freq: int = 1,
+        max_size: int | None = None,
+        src_tokenizer: Tokenizer | None = None,
+        tgt_tokenizer: Tokenizer | None = None,
+        joint: bool = False,
     ) -> tuple[Vocabulary, Vocabulary]:
-        """Source and target vocabularies of the tokenized pairs."""
-        src = Vocabulary.build((tokenize(s) for s, _ in pairs), min_freq=min_freq, max_size=max_size)
-        tgt = Vocabulary.build((tokenize(t) for _, t in pairs), min_freq=min_freq, max_size=max_size)
-        return src, tgt
+        """Source and target vocabularies of the tokenized pairs; with ``joint``, one shared by both."""
+        src_tokenizer = src_tokenizer or WordTokenizer("en")
+        tgt_tokenizer = tgt_tokenizer or WordTokenizer("fr")
+        src_tokens = [src_tokenizer.tokenize(s) for s, _ in pairs]
+        tgt_tokens = [tgt_tokenizer.tokenize(t) for _, t in pairs]
+        if joint:
+            vocab = Vocabulary.build(src_tokens + tgt_tokens, min_freq=min_freq, max_size=max_size)
+            return vocab, vocab
+        src = Vocabulary.build(src_tokens, min_freq=min_freq, max_size=max_size)
+        return src, Vocabulary.build(tgt_tokens, min_freq=min_freq, max_size=max_size)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -130,21 +118,32 @@ def collate(dataset: TranslationDataset, indices: list[int]) -> Batch:
     return Batch(src, src_pad_mask, tgt_in, tgt_out, indices)
 
 
-def bucketed_batches(lengths: list[int], batch_size: int, *, shuffle: bool, seed: int = 0) -> list[list[int]]:
-    """Group indices into batches of similar length, so little compute goes to padding.
+def bucketed_batches(
+    lengths: list[int], batch_tokens: int, *, shuffle: bool, seed: int = 0
+) -> list[list[int]]:
+    """Group indices into batches of similar length holding at most ``batch_tokens`` tokens each, padding
+    included (a longer single example gets a batch of its own).  ``lengths[i]`` is example i's size.
 
-    With ``shuffle``, indices are shuffled, sorted by length inside pools of 50 batches, cut into
+    With ``shuffle``, indices are shuffled, sorted by length inside pools of about 50 batches, cut into
     batches, and the batches shuffled: the order is a pure function of ``seed``.
     """
     order = list(range(len(lengths)))
     rng = random.Random(seed)
     if shuffle:
         rng.shuffle(order)
-    pool = batch_size * 50 if shuffle else max(1, len(order))
-    batches = []
+    pool = max(1, 50 * batch_tokens // max(1, min(lengths, default=1))) if shuffle else max(1, len(order))
+    batches: list[list[int]] = []
     for start in range(0, len(order), pool):
-        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        batch: list[int] = []
+        longest = 0
+        for i in sorted(order[start : start + pool], key=lambda i: lengths[i]):
+            if batch and (len(batch) + 1) * max(longest, lengths[i]) > batch_tokens:
+                batches.append(batch)
+                batch, longest = [], 0
+            batch.append(i)
+            longest = max(longest, lengths[i])
+        if batch:
+            batches.append(batch)
     if shuffle:
         rng.shuffle(batches)
     return batches

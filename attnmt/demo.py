@@ -6,7 +6,8 @@ from pathlib import Path
 import torch
 
 from attnmt.config import Config
-from attnmt.data import TranslationDataset, collate, toy_pairs
+from attnmt.corpora import toy_pairs
+from attnmt.data import TranslationDataset, collate
 from attnmt.model import build_model
 from attnmt.plotting import attention_table, plot_attention
 from attnmt.tokenization import tokenize

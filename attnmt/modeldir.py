@@ -1,12 +1,14 @@
 """A trained model is a directory:
 
-    config.yaml        format_version, the resolved experiment config, SHA-256 of every other file
-    src_vocab.json     source vocabulary
-    tgt_vocab.json     target vocabulary
-    model.safetensors  the weights (safetensors: loading never runs code, unlike pickle)
+    config.yaml            format_version, the resolved experiment config, and the SHA-256 of every file below
+    src_vocab.json         source vocabulary
+    tgt_vocab.json         target vocabulary
+    src.spm, tgt.spm       SentencePiece models (subword tokenizers only)
+    model-<hash>.safetensors   the weights (safetensors: loading never runs code, unlike pickle)
 
-Each file is written atomically and ``config.yaml`` last, so a directory is either the old model, the
-new one, or refused by :func:`load_model` with a message naming the file.
+Files are written atomically and ``config.yaml`` last.  The weights file is named after its content, so
+replacing a model never overwrites the weights that the current ``config.yaml`` names: a run killed at
+any moment leaves a directory that loads (the old model or the new one).
 """
 
 from pathlib import Path
@@ -17,17 +19,19 @@ import yaml
 
 from attnmt.config import config_from_dict
 from attnmt.errors import AttnmtError
-from attnmt.files import atomic_write_bytes, atomic_write_text, sha256
+from attnmt.files import atomic_write_bytes, atomic_write_text, sha256, sha256_bytes
 from attnmt.model import build_model
+from attnmt.tokenization import SubwordTokenizer, WordTokenizer
 from attnmt.translator import Translator
 from attnmt.vocab import Vocabulary
 
-FORMAT_VERSION = 1
-CONFIG, SRC_VOCAB, TGT_VOCAB, WEIGHTS = (
+FORMAT_VERSION = 2
+CONFIG, SRC_VOCAB, TGT_VOCAB, SRC_SPM, TGT_SPM = (
     "config.yaml",
     "src_vocab.json",
     "tgt_vocab.json",
-    "model.safetensors",
+    "src.spm",
+    "tgt.spm",
 )
 
 
@@ -36,45 +40,65 @@ def save_model(translator: Translator, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     translator.src_vocab.save(directory / SRC_VOCAB)
     translator.tgt_vocab.save(directory / TGT_VOCAB)
+    names = [SRC_VOCAB, TGT_VOCAB]
+    for name, tokenizer in ((SRC_SPM, translator.src_tokenizer), (TGT_SPM, translator.tgt_tokenizer)):
+        if isinstance(tokenizer, SubwordTokenizer):
+            tokenizer.save(directory / name)
+            names.append(name)
     state = {k: v.detach().cpu().contiguous() for k, v in translator.model.state_dict().items()}
-    atomic_write_bytes(directory / WEIGHTS, safetensors.torch.save(state))
+    weights = safetensors.torch.save(state)
+    weights_name = f"model-{sha256_bytes(weights)[:16]}.safetensors"
+    atomic_write_bytes(directory / weights_name, weights)
     header = {
         "format_version": FORMAT_VERSION,
-        "files": {name: sha256(directory / name) for name in (SRC_VOCAB, TGT_VOCAB, WEIGHTS)},
+        "weights": weights_name,
+        "files": {name: sha256(directory / name) for name in [*names, weights_name]},
         "config": translator.config.to_dict(),
     }
     atomic_write_text(directory / CONFIG, yaml.safe_dump(header, sort_keys=False, allow_unicode=True))
+    for old in directory.glob("model-*.safetensors"):
+        if old.name != weights_name:
+            old.unlink()
 
 
 def load_model(directory: Path) -> Translator:
     """Load and check a model directory; any problem is an :class:`AttnmtError` naming the file."""
     directory = Path(directory)
-    if not directory.is_dir():
+    if not directory.exists():
         raise AttnmtError(f"{directory}: model directory not found")
+    if not directory.is_dir():
+        raise AttnmtError(f"{directory}: is not a directory; expected a model directory")
     header = _read_header(directory / CONFIG)
-    for name in (SRC_VOCAB, TGT_VOCAB, WEIGHTS):
+    config = config_from_dict(header["config"], source=str(directory / CONFIG))
+    subwords = config.data.tokenizer != "word"
+    for name in [SRC_VOCAB, TGT_VOCAB, header["weights"], *([SRC_SPM, TGT_SPM] if subwords else [])]:
         path = directory / name
         if not path.is_file():
             raise AttnmtError(f"{path}: missing from the model directory")
         if sha256(path) != header["files"].get(name):
             raise AttnmtError(f"{path}: checksum does not match {CONFIG}: the file is corrupt or was changed")
-    config = config_from_dict(header["config"], source=str(directory / CONFIG))
-    src_vocab, tgt_vocab = (
-        Vocabulary.load(directory / SRC_VOCAB),
-        Vocabulary.load(directory / TGT_VOCAB),
-    )
+    src_vocab, tgt_vocab = Vocabulary.load(directory / SRC_VOCAB), Vocabulary.load(directory / TGT_VOCAB)
+    if subwords:
+        src_tokenizer = SubwordTokenizer.load(directory / SRC_SPM)
+        tgt_tokenizer = SubwordTokenizer.load(directory / TGT_SPM)
+    else:
+        src_tokenizer, tgt_tokenizer = (
+            WordTokenizer(config.data.src_lang),
+            WordTokenizer(config.data.tgt_lang),
+        )
     model = build_model(config.model, len(src_vocab), len(tgt_vocab))
+    weights = directory / header["weights"]
     try:
-        state = safetensors.torch.load_file(directory / WEIGHTS)
+        state = safetensors.torch.load_file(weights)
     except (safetensors.SafetensorError, OSError, ValueError) as e:
-        raise AttnmtError(f"{directory / WEIGHTS}: not a readable safetensors file ({e})") from None
+        raise AttnmtError(f"{weights}: not a readable safetensors file ({e})") from None
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if found != expected:
         bad = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
-        raise AttnmtError(f"{directory / WEIGHTS}: weights do not fit the configured model ({bad[0]})")
+        raise AttnmtError(f"{weights}: weights do not fit the configured model ({bad[0]})")
     model.load_state_dict(state)
-    return Translator(model.eval(), src_vocab, tgt_vocab, config)
+    return Translator(model.eval(), src_vocab, tgt_vocab, src_tokenizer, tgt_tokenizer, config)
 
 
 def _read_header(path: Path) -> dict:
@@ -82,10 +106,10 @@ def _read_header(path: Path) -> dict:
         header = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AttnmtError(f"{path}: missing; this is not an attnmt model directory") from None
-    except (UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         raise AttnmtError(f"{path}: not valid YAML") from None
-    if not isinstance(header, dict) or not {"format_version", "files", "config"} <= header.keys():
-        raise AttnmtError(f"{path}: expected keys format_version, files and config")
+    if not isinstance(header, dict) or not {"format_version", "weights", "files", "config"} <= header.keys():
+        raise AttnmtError(f"{path}: expected keys format_version, weights, files and config")
     if header["format_version"] != FORMAT_VERSION:
         raise AttnmtError(
             f"{path}: format_version {header['format_version']!r} is not supported "
@@ -93,4 +117,7 @@ def _read_header(path: Path) -> dict:
         )
     if not isinstance(header["files"], dict):
         raise AttnmtError(f"{path}: files: expected a mapping of file name to SHA-256")
+    weights = header["weights"]
+    if not isinstance(weights, str) or Path(weights).name != weights or not weights.endswith(".safetensors"):
+        raise AttnmtError(f"{path}: weights: expected a .safetensors file name in the model directory")
     return header

@@ -12,8 +12,8 @@ from attnmt.files import atomic_write_bytes
 
 def attention_table(weights: np.ndarray, src_tokens: list[str], tgt_tokens: list[str]) -> str:
     """The (target × source) weights as a text table, one row per target token, two decimals."""
-    width = max(4, *(len(t) for t in src_tokens))
-    label = max(len(t) for t in tgt_tokens)
+    width = max([4, *(len(t) for t in src_tokens)])
+    label = max([0, *(len(t) for t in tgt_tokens)])
     lines = [" " * label + " " + " ".join(t.rjust(width) for t in src_tokens)]
     for token, row in zip(tgt_tokens, weights, strict=True):
         lines.append(token.ljust(label) + " " + " ".join(f"{w:.2f}".rjust(width) for w in row))

@@ -34,6 +34,7 @@ def greedy_search(model, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor)
     tokens, attns = [], []
     for t in range(int(max_lengths.max())):
         log_probs, state, attn = model.step(prev, state)  # (B, V), state, (B, S)
+        log_probs[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")  # never generated
         prev = log_probs.argmax(dim=-1)
         prev = torch.where(t + 1 >= max_lengths, Vocabulary.eos_id, prev)  # out of room: end here
         prev = prev.masked_fill(finished, Vocabulary.pad_id)

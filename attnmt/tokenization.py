@@ -14,7 +14,12 @@ glued to the next word, ``tokenize(detokenize(tokenize(s))) == tokenize(s)`` for
 """
 
 import re
+import tempfile
 import unicodedata
+from pathlib import Path
+
+from attnmt.errors import AttnmtError
+from attnmt.files import atomic_write_bytes
 
 _ELIDED = r"(?:[Jj]usqu|[Ll]orsqu|[Pp]uisqu|[Qq]uoiqu|[Qq]u|[CcDdJjLlMmNnSsTt])['’]"
 _CLITIC = rf"{_ELIDED}(?=\w)"
@@ -59,3 +64,69 @@ def detokenize(tokens: list[str], lang: str = "en") -> str:
 
 def _is_clitic(token: str) -> bool:
     return re.fullmatch(_ELIDED, token) is not None
+
+
+class WordTokenizer:
+    """The rule-based word tokenizer above, as an object with the :class:`SubwordTokenizer` interface."""
+
+    def __init__(self, lang: str):
+        self.lang = lang
+
+    def tokenize(self, text: str) -> list[str]:
+        return tokenize(text)
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return detokenize(tokens, self.lang)
+
+
+class SubwordTokenizer:
+    """SentencePiece (Kudo & Richardson 2018) pieces; ``detokenize`` gives back plain text."""
+
+    def __init__(self, model: bytes, source: str = "SentencePiece model"):
+        import sentencepiece as spm
+
+        self.model = model
+        try:
+            self.processor = spm.SentencePieceProcessor(model_proto=model)
+        except (OSError, RuntimeError, TypeError) as e:
+            raise AttnmtError(f"{source}: not a readable SentencePiece model ({e})") from None
+
+    @classmethod
+    def load(cls, path: Path) -> "SubwordTokenizer":
+        return cls(Path(path).read_bytes(), str(path))
+
+    def save(self, path: Path) -> None:
+        atomic_write_bytes(path, self.model)
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.processor.encode(unicodedata.normalize("NFC", text), out_type=str)
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return self.processor.decode_pieces(
+            [t for t in tokens if not (t.startswith("<") and t.endswith(">"))]
+        )
+
+    @classmethod
+    def train(cls, sentences: list[str], *, vocab_size: int, model_type: str) -> "SubwordTokenizer":
+        """Train a ``bpe`` or ``unigram`` model of at most ``vocab_size`` pieces on ``sentences``."""
+        import sentencepiece as spm
+
+        with tempfile.TemporaryDirectory() as tmp:
+            corpus = Path(tmp) / "corpus.txt"
+            corpus.write_text("\n".join(unicodedata.normalize("NFC", s) for s in sentences), encoding="utf-8")
+            spm.SentencePieceTrainer.train(
+                input=str(corpus),
+                model_prefix=str(Path(tmp) / "spm"),
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=1.0,
+                hard_vocab_limit=False,  # a small corpus may have fewer pieces than asked for
+                bos_id=-1,
+                eos_id=-1,  # attnmt's Vocabulary adds its own specials
+                num_threads=2,
+                minloglevel=2,
+            )
+            return cls((Path(tmp) / "spm.model").read_bytes())
+
+
+Tokenizer = WordTokenizer | SubwordTokenizer

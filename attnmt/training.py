@@ -1,36 +1,70 @@
-"""Step 6, training: cross-entropy over the target words, Adam, gradient clipping, a fixed seed."""
+"""Step 6, training: cross-entropy over the target tokens, Adam, gradient clipping, a fixed seed —
+and, for real corpora, validation with BLEU, checkpoints and bit-for-bit resume.
 
+The batch order is a pure function of (seed, epoch): a resumed run replays exactly the batches an
+uninterrupted one would have seen, from the saved position on.
+"""
+
+import json
+import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from attnmt.config import Config
-from attnmt.data import Batch, Pair, TranslationDataset, bucketed_batches, collate, toy_pairs
+from attnmt.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from attnmt.config import Config, DataConfig
+from attnmt.corpora import Pair, clean, group_references, load_pairs
+from attnmt.data import Batch, TranslationDataset, bucketed_batches, collate
 from attnmt.errors import AttnmtError
+from attnmt.files import atomic_write_text
+from attnmt.metrics import corpus_scores
 from attnmt.model import EncoderDecoderAttention, build_model
-from attnmt.modeldir import save_model
+from attnmt.modeldir import CONFIG, load_model, save_model
+from attnmt.tokenization import SubwordTokenizer, Tokenizer, WordTokenizer
 from attnmt.translator import Translator
 from attnmt.vocab import Vocabulary
 
-
-def load_pairs(config: Config) -> list[Pair]:
-    """The training pairs the config names."""
-    return toy_pairs(config.data.src_lang, config.data.tgt_lang)
+LOG = "train.jsonl"
 
 
 def loss_fn(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Cross-entropy per target token; padding positions count for nothing."""
-    total = F.cross_entropy(
-        logits.flatten(0, 1).float(),
-        batch.tgt_out.flatten(),
-        ignore_index=Vocabulary.pad_id,
-        reduction="sum",
+    """Summed cross-entropy over the target tokens; padding positions count for nothing."""
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=Vocabulary.pad_id, reduction="sum"
     )
-    return total / batch.num_tokens
+
+
+def build_tokenizers(data: DataConfig, pairs: list[Pair]) -> tuple[Tokenizer, Tokenizer]:
+    """Word tokenizers, or SentencePiece models trained on ``pairs`` (jointly or per language)."""
+    if data.tokenizer == "word":
+        return WordTokenizer(data.src_lang), WordTokenizer(data.tgt_lang)
+    options = {"vocab_size": data.vocab_size, "model_type": data.tokenizer}
+    if data.joint_vocab:
+        joint = SubwordTokenizer.train([s for s, _ in pairs] + [t for _, t in pairs], **options)
+        return joint, joint
+    return (
+        SubwordTokenizer.train([s for s, _ in pairs], **options),
+        SubwordTokenizer.train([t for _, t in pairs], **options),
+    )
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint."""
+
+    step: int = 0  # updates done
+    epoch: int = 1  # current epoch (1-based)
+    batch_in_epoch: int = 0  # batches of this epoch already used
+    seconds: float = 0.0  # training time so far, all sittings
+    best: list[float] | None = None  # [dev BLEU, -dev loss] of the best model: BLEU first, loss breaks ties
+    bad_validations: int = 0  # in a row, without a better dev score
+    lr: float = 0.0
+    history: list[dict] = field(default_factory=list)
 
 
 def train(
@@ -38,69 +72,232 @@ def train(
     *,
     pairs: list[Pair] | None = None,
     model_dir: Path | None = None,
+    resume: bool = False,
     progress: bool = True,
+    data_root: Path | None = None,
 ) -> Translator:
-    """Train a model as ``config`` says, on ``pairs`` if given (else the config's corpus).
+    """Train as ``config`` says, on ``pairs`` if given (else ``config.data.train``).
 
-    Saves it to ``model_dir`` if given and returns it as a :class:`Translator`.
+    With ``model_dir``, checkpoints go to ``model_dir/checkpoints`` and the best model (by dev BLEU;
+    the last one without a dev set) is kept in ``model_dir`` itself, ready for ``load_model``;
+    ``resume`` continues from the newest checkpoint there.  Returns the model trained last.
     """
     torch.manual_seed(config.train.seed)
-    pairs = load_pairs(config) if pairs is None else pairs
+    say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
+    if resume:
+        if model_dir is None or latest_checkpoint(model_dir) is None:
+            raise AttnmtError(f"{model_dir}: no checkpoint to resume from")
+        previous = load_model(model_dir)
+        _check_resumable(previous.config, config, Path(model_dir) / CONFIG)
+        src_tok, tgt_tok = previous.src_tokenizer, previous.tgt_tokenizer
+        src_vocab, tgt_vocab = previous.src_vocab, previous.tgt_vocab
+    if pairs is None:
+        pairs, report = clean(
+            load_pairs(
+                config.data.train,
+                src_lang=config.data.src_lang,
+                tgt_lang=config.data.tgt_lang,
+                root=data_root,
+            ),
+            max_words=config.data.max_words,
+        )
+        say(f"training data {config.data.train}: {report}")
     if not pairs:
         raise AttnmtError("no training pairs")
-    src_vocab, tgt_vocab = TranslationDataset.build_vocabs(
-        pairs, min_freq=config.data.min_freq, max_size=config.data.max_vocab_size
-    )
+    if not resume:
+        src_tok, tgt_tok = build_tokenizers(config.data, pairs)
+        src_vocab, tgt_vocab = TranslationDataset.build_vocabs(
+            pairs,
+            min_freq=config.data.min_freq,
+            max_size=config.data.max_vocab_size,
+            src_tokenizer=src_tok,
+            tgt_tokenizer=tgt_tok,
+            joint=config.data.joint_vocab,
+        )
     dataset = TranslationDataset(
-        pairs, src_vocab, tgt_vocab, src_lang=config.data.src_lang, tgt_lang=config.data.tgt_lang
+        pairs,
+        src_vocab,
+        tgt_vocab,
+        src_lang=config.data.src_lang,
+        tgt_lang=config.data.tgt_lang,
+        src_tokenizer=src_tok,
+        tgt_tokenizer=tgt_tok,
     )
+    dev = None
+    if config.data.dev is not None:
+        dev = load_pairs(
+            config.data.dev, src_lang=config.data.src_lang, tgt_lang=config.data.tgt_lang, root=data_root
+        )
     model = build_model(config.model, len(src_vocab), len(tgt_vocab))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    lengths = [len(s) for s in dataset.src_ids]
-    batches_per_epoch = len(bucketed_batches(lengths, config.train.batch_size, shuffle=False))
-    total = config.train.epochs * batches_per_epoch
-    if config.train.max_steps is not None:
-        total = min(total, config.train.max_steps)
-    bar = tqdm(total=total, disable=None if progress else True, unit="step", dynamic_ncols=True, leave=False)
-    step, tokens, started = 0, 0, time.perf_counter()
-    for epoch in range(1, config.train.epochs + 1):
-        seed = config.train.seed * 100_003 + epoch  # batch order: a function of (seed, epoch)
-        epoch_loss, epoch_tokens = 0.0, 0
-        for indices in bucketed_batches(lengths, config.train.batch_size, shuffle=True, seed=seed):
-            if step >= total:
-                break
-            batch = collate(dataset, indices)
-            loss = train_step(model, optimizer, batch, config)
-            step, tokens = step + 1, tokens + batch.num_tokens
-            epoch_loss, epoch_tokens = (
-                epoch_loss + loss * batch.num_tokens,
-                epoch_tokens + batch.num_tokens,
-            )
-            speed = tokens / (time.perf_counter() - started)
-            bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", tok_s=f"{speed:.0f}")
-        report_every = max(1, config.train.epochs // 10)
-        if progress and epoch_tokens and (epoch == 1 or epoch % report_every == 0):
-            bar.write(
-                f"epoch {epoch:3d}  loss {epoch_loss / epoch_tokens:.3f}  {speed:,.0f} target tokens/s",
-                file=sys.stderr,
-            )
-    bar.close()
-    translator = Translator(model.eval(), src_vocab, tgt_vocab, config)
-    if model_dir is not None:
-        save_model(translator, model_dir)
+    state = Progress(lr=config.train.lr)
+    if resume:
+        checkpoint = latest_checkpoint(model_dir)
+        saved = load_checkpoint(checkpoint, model, optimizer)
+        state = Progress(**{k: saved[k] for k in Progress.__dataclass_fields__})
+        say(f"resuming from {checkpoint} (update {state.step:,}, epoch {state.epoch})")
+    translator = Translator(model, src_vocab, tgt_vocab, src_tok, tgt_tok, config)
+    _Run(config, dataset, dev, translator, optimizer, state, model_dir, progress, say).loop()
     return translator
 
 
-def train_step(
-    model: EncoderDecoderAttention, optimizer: torch.optim.Optimizer, batch: Batch, config: Config
-) -> float:
-    """One update on ``batch``; returns its loss per target token."""
-    model.train()
-    logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in, config.train.teacher_forcing)
-    loss = loss_fn(logits, batch)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
-    optimizer.step()
-    return loss.item()
+class _Run:
+    """One training run's loop, validation and checkpointing."""
+
+    def __init__(self, config, dataset, dev, translator, optimizer, state, model_dir, progress, say):
+        self.config, self.train_cfg = config, config.train
+        self.dataset, self.dev, self.translator = dataset, dev, translator
+        self.model: EncoderDecoderAttention = translator.model
+        self.optimizer, self.state = optimizer, state
+        self.model_dir = None if model_dir is None else Path(model_dir)
+        self.progress, self.say = progress, say
+        self.lengths = [len(s) + len(t) for s, t in zip(dataset.src_ids, dataset.tgt_ids, strict=True)]
+
+    def batches(self, epoch: int) -> list[list[list[int]]]:
+        """The epoch's updates, each a list of ``accumulate`` batches: a function of (seed, epoch)."""
+        seed = self.train_cfg.seed * 100_003 + epoch
+        batches = bucketed_batches(self.lengths, self.train_cfg.batch_tokens, shuffle=True, seed=seed)
+        k = self.train_cfg.accumulate
+        return [batches[i : i + k] for i in range(0, len(batches), k)]
+
+    def finished(self) -> bool:
+        cfg, s = self.train_cfg, self.state
+        return (
+            (cfg.epochs is not None and s.epoch > cfg.epochs)
+            or (cfg.max_steps is not None and s.step >= cfg.max_steps)
+            or (cfg.max_minutes is not None and s.seconds >= 60 * cfg.max_minutes)
+            or (cfg.early_stopping is not None and s.bad_validations >= cfg.early_stopping)
+        )
+
+    def loop(self) -> None:
+        cfg, s = self.train_cfg, self.state
+        updates_per_epoch = len(self.batches(1))
+        total = min(
+            cfg.epochs * updates_per_epoch if cfg.epochs is not None else math.inf,
+            cfg.max_steps if cfg.max_steps is not None else math.inf,
+        )
+        bar = tqdm(
+            total=None if math.isinf(total) else total,
+            initial=s.step,
+            disable=None if self.progress else True,
+            unit="update",
+            dynamic_ncols=True,
+            leave=False,
+        )
+        tokens, started, last_save = 0, time.perf_counter(), s.step
+        epoch_loss = epoch_tokens = 0.0
+        report_every = max(1, (cfg.epochs or 10) // 10)
+        while not self.finished():
+            updates = self.batches(s.epoch)
+            if s.batch_in_epoch >= len(updates):
+                if epoch_tokens and (s.epoch == 1 or s.epoch % report_every == 0):
+                    speed = tokens / max(1e-9, time.perf_counter() - started)
+                    self.say(
+                        f"epoch {s.epoch:3d}  loss {epoch_loss / epoch_tokens:.3f}  {speed:,.0f} target tokens/s"
+                    )
+                s.epoch, s.batch_in_epoch, epoch_loss, epoch_tokens = s.epoch + 1, 0, 0.0, 0.0
+                continue
+            tick = time.perf_counter()
+            group = [collate(self.dataset, b) for b in updates[s.batch_in_epoch]]
+            loss, n = self.update(group)
+            s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
+            s.seconds += time.perf_counter() - tick
+            tokens, epoch_loss, epoch_tokens = tokens + n, epoch_loss + loss * n, epoch_tokens + n
+            speed = tokens / max(1e-9, time.perf_counter() - started)
+            bar.update()
+            bar.set_postfix(epoch=s.epoch, loss=f"{loss:.3f}", lr=f"{s.lr:.2g}", tok_s=f"{speed:.0f}")
+            if s.step % cfg.validate_every == 0:
+                self.validate_and_save()
+                last_save = s.step
+        if s.step != last_save or s.step == 0:
+            self.validate_and_save()
+        bar.close()
+        self.model.eval()
+
+    def update(self, group: list[Batch]) -> tuple[float, int]:
+        """One optimizer update over ``group`` (gradient accumulation); loss per target token."""
+        self.model.train()
+        n = sum(b.num_tokens for b in group)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for batch in group:
+            logits, _ = self.model(
+                batch.src, batch.src_pad_mask, batch.tgt_in, self.train_cfg.teacher_forcing
+            )
+            loss = loss_fn(logits, batch) / n
+            loss.backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.clip_norm)
+        self.set_lr()
+        self.optimizer.step()
+        return total, n
+
+    def set_lr(self) -> None:
+        cfg, s = self.train_cfg, self.state
+        if cfg.schedule == "inverse_sqrt":  # Vaswani et al. 2017, eq. 3, peaking at cfg.lr
+            step = s.step + 1
+            s.lr = cfg.lr * min(step / cfg.warmup_steps, (cfg.warmup_steps / step) ** 0.5)
+        for group in self.optimizer.param_groups:
+            group["lr"] = s.lr
+
+    def validate_and_save(self) -> None:
+        cfg, s = self.train_cfg, self.state
+        record: dict = {"step": s.step, "epoch": s.epoch, "lr": s.lr, "minutes": round(s.seconds / 60, 2)}
+        improved = True
+        if self.dev is not None:
+            record |= self.validate()
+            score = [round(record["bleu"], 2), -record["dev_loss"]]
+            improved = s.best is None or score > s.best
+            if improved:
+                s.best, s.bad_validations = score, 0
+            else:
+                s.bad_validations += 1
+                if cfg.schedule == "plateau" and s.bad_validations % cfg.decay_patience == 0:
+                    s.lr *= cfg.decay_factor
+            self.say(
+                f"update {s.step:,}: dev loss {record['dev_loss']:.3f}  ppl {record['dev_ppl']:.1f}  "
+                f"BLEU {record['bleu']:.2f}  chrF {record['chrf']:.2f}" + ("  (best)" if improved else "")
+            )
+        s.history.append(record)
+        if self.model_dir is None:
+            return
+        if improved:
+            save_model(self.translator, self.model_dir)
+        state = {k: getattr(s, k) for k in Progress.__dataclass_fields__} | {"config": self.config.to_dict()}
+        save_checkpoint(self.model_dir, s.step, self.model, self.optimizer, state, keep=cfg.keep_checkpoints)
+        atomic_write_text(self.model_dir / LOG, "".join(json.dumps(r) + "\n" for r in s.history))
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Dev loss and perplexity (teacher-forced), BLEU and chrF of greedy translations."""
+        self.model.eval()
+        t = self.translator
+        dev = TranslationDataset(
+            self.dev, t.src_vocab, t.tgt_vocab, src_tokenizer=t.src_tokenizer, tgt_tokenizer=t.tgt_tokenizer
+        )
+        lengths = [len(a) + len(b) for a, b in zip(dev.src_ids, dev.tgt_ids, strict=True)]
+        loss = tokens = 0.0
+        for indices in bucketed_batches(lengths, 4 * self.train_cfg.batch_tokens, shuffle=False):
+            batch = collate(dev, indices)
+            logits, _ = self.model(batch.src, batch.src_pad_mask, batch.tgt_in)
+            loss, tokens = loss + loss_fn(logits, batch).item(), tokens + batch.num_tokens
+        sources, references = group_references(self.dev)
+        scores = corpus_scores([h.text for h in t.translate(sources)], references)
+        return {
+            "dev_loss": loss / tokens,
+            "dev_ppl": math.exp(min(loss / tokens, 50)),
+            "bleu": scores.bleu,
+            "chrf": scores.chrf,
+            "bleu_signature": scores.bleu_signature,
+        }
+
+
+def _check_resumable(saved: Config, given: Config, source: Path) -> None:
+    """A resumed run must train the same model on the same data; only the train section may change."""
+    for section in ("data", "model"):
+        old, new = getattr(saved, section).__dict__, getattr(given, section).__dict__
+        for key in old:
+            if old[key] != new[key]:
+                raise AttnmtError(
+                    f"{section}.{key}: {new[key]!r} differs from {old[key]!r} in {source}; cannot resume"
+                )

@@ -7,9 +7,10 @@ import torch
 
 from attnmt.config import Config
 from attnmt.data import pad
+from attnmt.errors import AttnmtError
 from attnmt.model import EncoderDecoderAttention
 from attnmt.search import greedy_search, max_output_lengths
-from attnmt.tokenization import detokenize, tokenize
+from attnmt.tokenization import Tokenizer
 from attnmt.vocab import EOS, Vocabulary
 
 
@@ -32,11 +33,15 @@ class Translator:
     model: EncoderDecoderAttention
     src_vocab: Vocabulary
     tgt_vocab: Vocabulary
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
     config: Config
 
     def translate(self, sentences: list[str], *, batch_size: int = 64) -> list[Translation]:
         """Translate many sentences, batched by length; results come back in input order."""
-        tokenized = [tokenize(s) for s in sentences]
+        if batch_size < 1:
+            raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
+        tokenized = [self.src_tokenizer.tokenize(s) for s in sentences]
         order = sorted(range(len(sentences)), key=lambda i: len(tokenized[i]))
         results: list[Translation | None] = [None] * len(sentences)
         for start in range(0, len(order), batch_size):
@@ -62,7 +67,7 @@ class Translator:
                 continue
             tokens = self.tgt_vocab.decode(hyp.tokens)
             attention = None if hyp.attention is None else hyp.attention.float().cpu().numpy()
-            text = detokenize(tokens, self.config.data.tgt_lang)
+            text = self.tgt_tokenizer.detokenize(tokens)
             translations.append(Translation(text, [*tokens, EOS], source, hyp.score, attention))
         return translations
 

@@ -83,10 +83,10 @@ def test_config_typo_is_named_before_training(tmp_path):
 
 
 def test_train_does_not_overwrite_a_saved_model(model_dir, capsys):
-    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    before = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
     assert main(["train", "--model-dir", str(model_dir), *TINY]) == 1
     assert "--overwrite" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+    assert {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()} == before
 
 
 def test_train_from_a_config_file_then_translate(tmp_path, capsys):

@@ -9,24 +9,6 @@ from attnmt.errors import AttnmtError
 TOY_YAML = Path(__file__).parents[1] / "configs" / "toy.yaml"
 
 
-def test_defaults():
-    config = Config()
-    assert (config.data.corpus, config.data.src_lang, config.data.tgt_lang) == ("toy", "en", "fr")
-    assert (config.data.min_freq, config.data.max_vocab_size) == (1, None)
-    assert config.model.attention == "additive"
-    assert (config.model.embed_size, config.model.hidden_size, config.model.layers) == (64, 128, 1)
-    assert config.model.bidirectional is True
-    assert config.model.dropout == 0.1
-    assert (config.train.epochs, config.train.max_steps, config.train.batch_size) == (40, None, 32)
-    assert (config.train.lr, config.train.clip_norm, config.train.teacher_forcing) == (3e-3, 1.0, 1.0)
-    assert config.train.seed == 0
-
-
-@pytest.mark.parametrize("data", [None, {}])
-def test_empty_config_gives_defaults(data):
-    assert config_from_dict(data) == Config()
-
-
 def test_to_dict_round_trips():
     config = config_from_dict({"model": {"attention": "dot", "hidden_size": 32}, "train": {"lr": 0.5}})
     assert config_from_dict(config.to_dict()) == config
@@ -148,11 +130,16 @@ def test_scientific_notation_is_a_float(tmp_path, text):
             id="bad-choice",
         ),
         pytest.param(
-            {"data": {"corpus": "europarl"}}, [], "data.corpus: 'europarl' is not one of toy", id="bad-corpus"
+            {"data": {"tokenizer": "bytes"}},
+            [],
+            "data.tokenizer: 'bytes' is not one of word, bpe, unigram",
+            id="bad-tokenizer",
         ),
         pytest.param({}, ["model.hidden_size=-2"], "model.hidden_size: must be positive", id="negative-size"),
         pytest.param({}, ["model.embed_size=0"], "model.embed_size: must be positive", id="zero-size"),
-        pytest.param({}, ["train.batch_size=-1"], "train.batch_size: must be positive", id="negative-batch"),
+        pytest.param(
+            {}, ["train.batch_tokens=-1"], "train.batch_tokens: must be positive", id="negative-batch"
+        ),
         pytest.param(
             {}, ["data.max_vocab_size=-5"], "data.max_vocab_size: must be positive", id="negative-vocab"
         ),

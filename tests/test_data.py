@@ -5,7 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnmt.data import TranslationDataset, bucketed_batches, collate, pad_mask, read_tsv, toy_pairs
+from attnmt.corpora import read_tsv, toy_pairs
+from attnmt.data import TranslationDataset, bucketed_batches, collate, pad_mask
 from attnmt.errors import AttnmtError
 from attnmt.tokenization import tokenize
 from attnmt.vocab import Vocabulary
@@ -172,7 +173,7 @@ def test_read_tsv_good_file(tmp_path):
     ("content", "line"),
     [
         pytest.param(b"a\tb\nno tab here\nc\td\n", 2, id="no-tab"),
-        pytest.param(b"a\tb\nc\td\te\n", 2, id="two-tabs"),
+        pytest.param(b"a\tb\nc\td\te\tf\n", 2, id="three-tabs"),
         pytest.param(b"a\tb\nc\t\n", 2, id="empty-target"),
         pytest.param(b"\tb\n", 1, id="empty-source"),
         pytest.param(b"a\tb\n   \t x\n", 2, id="blank-source"),

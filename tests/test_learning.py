@@ -5,7 +5,7 @@ import random
 import pytest
 
 from attnmt.config import config_from_dict
-from attnmt.data import toy_pairs
+from attnmt.corpora import toy_pairs
 from attnmt.training import train
 
 SYMBOLS = [chr(ord("a") + i) for i in range(20)]
@@ -26,7 +26,7 @@ def reversal_accuracy(attention: str) -> float:
     config = config_from_dict(
         {
             "model": {"attention": attention, "embed_size": 32, "hidden_size": 128, "dropout": 0.0},
-            "train": {"epochs": 100, "max_steps": 1000, "batch_size": 64, "lr": 0.003, "seed": 0},
+            "train": {"epochs": 100, "max_steps": 1000, "batch_tokens": 1700, "lr": 0.003, "seed": 0},
         }
     )
     model = train(config, pairs=reversal_pairs(20_000, seed=0), progress=False)

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from attnmt.config import config_from_dict
-from attnmt.data import toy_pairs
+from attnmt.corpora import toy_pairs
 from attnmt.errors import AttnmtError
 from attnmt.files import sha256
 from attnmt.modeldir import load_model, save_model
@@ -50,12 +50,21 @@ def _update_checksum(directory: Path, name: str) -> None:
     _write_header(directory, header)
 
 
+WEIGHTS = object()  # stands for the weights file, whose name follows its content
+
+
+def _weights(directory: Path) -> Path:
+    return directory / _header(directory)["weights"]
+
+
 def test_save_writes_the_documented_files(saved):
     names = sorted(p.name for p in saved.iterdir())
-    assert names == ["config.yaml", "model.safetensors", "src_vocab.json", "tgt_vocab.json"]
+    weights = _weights(saved).name
+    assert names == ["config.yaml", weights, "src_vocab.json", "tgt_vocab.json"]
+    assert weights.startswith("model-") and weights.endswith(".safetensors")
     header = _header(saved)
-    assert header["format_version"] == 1
-    assert set(header["files"]) == {"model.safetensors", "src_vocab.json", "tgt_vocab.json"}
+    assert header["format_version"] == 2
+    assert set(header["files"]) == {weights, "src_vocab.json", "tgt_vocab.json"}
     assert config_from_dict(header["config"]).model.hidden_size == 16
 
 
@@ -102,20 +111,20 @@ def _remove_config(d):
 
 
 def _flip_byte(d):
-    path = d / "model.safetensors"
+    path = _weights(d)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
 def _truncate(d):
-    path = d / "model.safetensors"
+    path = _weights(d)
     path.write_bytes(path.read_bytes()[:-100])
 
 
 def _truncate_keep_checksum(d):
     _truncate(d)
-    _update_checksum(d, "model.safetensors")
+    _update_checksum(d, _weights(d).name)
 
 
 def _remove_vocab(d):
@@ -123,7 +132,7 @@ def _remove_vocab(d):
 
 
 def _remove_weights(d):
-    (d / "model.safetensors").unlink()
+    (_weights(d)).unlink()
 
 
 def _edit_vocab(d):
@@ -161,22 +170,21 @@ def _hidden_size_changed(d):
     ("damage", "file", "message"),
     [
         pytest.param(_remove_config, "config.yaml", "missing", id="config-missing"),
-        pytest.param(_flip_byte, "model.safetensors", "checksum", id="flipped-byte"),
-        pytest.param(_truncate, "model.safetensors", "checksum", id="truncated"),
-        pytest.param(
-            _truncate_keep_checksum, "model.safetensors", "safetensors", id="truncated-checksum-updated"
-        ),
+        pytest.param(_flip_byte, WEIGHTS, "checksum", id="flipped-byte"),
+        pytest.param(_truncate, WEIGHTS, "checksum", id="truncated"),
+        pytest.param(_truncate_keep_checksum, WEIGHTS, "safetensors", id="truncated-checksum-updated"),
         pytest.param(_remove_vocab, "tgt_vocab.json", "missing", id="vocab-missing"),
-        pytest.param(_remove_weights, "model.safetensors", "missing", id="weights-missing"),
+        pytest.param(_remove_weights, WEIGHTS, "missing", id="weights-missing"),
         pytest.param(_edit_vocab, "src_vocab.json", "checksum", id="vocab-edited"),
         pytest.param(_future_format, "config.yaml", "format_version 99", id="format-version"),
         pytest.param(_config_not_yaml, "config.yaml", "YAML", id="config-not-yaml"),
         pytest.param(_config_not_mapping, "config.yaml", "format_version", id="config-not-mapping"),
         pytest.param(_bad_config_value, "config.yaml", "model.attention", id="bad-config-value"),
-        pytest.param(_hidden_size_changed, "model.safetensors", "do not fit", id="hidden-size-changed"),
+        pytest.param(_hidden_size_changed, WEIGHTS, "do not fit", id="hidden-size-changed"),
     ],
 )
 def test_damaged_model_is_refused_naming_the_file(model_dir, damage, file, message):
+    file = _weights(model_dir).name if file is WEIGHTS else file
     damage(model_dir)
     with pytest.raises(AttnmtError) as info:
         load_model(model_dir)
@@ -204,9 +212,9 @@ class _Exploit:
 def test_pickle_weights_are_refused_without_running_code(model_dir, tmp_path, dump):
     """A pickle with a matching checksum (a tampered directory) is refused, never unpickled."""
     marker = tmp_path / "code-was-executed"
-    weights = model_dir / "model.safetensors"
+    weights = _weights(model_dir)
     dump({"encoder.embedding.weight": _Exploit(marker)}, weights)
-    _update_checksum(model_dir, "model.safetensors")
+    _update_checksum(model_dir, weights.name)
     with pytest.raises(AttnmtError) as info:
         load_model(model_dir)
     assert str(weights) in str(info.value)

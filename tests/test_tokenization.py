@@ -2,7 +2,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from attnmt.data import toy_pairs
+from attnmt.corpora import toy_pairs
 from attnmt.tokenization import detokenize, tokenize
 
 

@@ -1,0 +1,102 @@
+"""Training checkpoints: everything needed to continue a run bit for bit.
+
+    MODEL_DIR/checkpoints/step-00001000/
+        model.safetensors       weights
+        optimizer.safetensors   Adam's moment estimates
+        state.json              step, data position, schedule, RNG state, best score, elapsed time, config
+
+A checkpoint is written into a hidden temporary directory and renamed into place, so a run killed at
+any moment leaves only complete checkpoints (and perhaps a temporary directory, ignored and removed).
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+
+from attnmt.errors import AttnmtError
+from attnmt.files import atomic_write_bytes, atomic_write_text
+
+FORMAT_VERSION = 1
+
+
+def checkpoint_dir(model_dir: Path) -> Path:
+    return Path(model_dir) / "checkpoints"
+
+
+def save_checkpoint(
+    model_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write checkpoint ``step`` atomically, then delete all but the newest ``keep``."""
+    root = checkpoint_dir(model_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(tmp / "model.safetensors", safetensors.torch.save(weights))
+    opt = optimizer.state_dict()
+    moments = {
+        f"{i}.{name}": t.detach().cpu().contiguous() for i, s in opt["state"].items() for name, t in s.items()
+    }
+    atomic_write_bytes(tmp / "optimizer.safetensors", safetensors.torch.save(moments))
+    state = {**state, "format_version": FORMAT_VERSION, "param_groups": opt["param_groups"]}
+    state["torch_rng"] = torch.get_rng_state().tolist()
+    atomic_write_text(tmp / "state.json", json.dumps(state))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    for old in sorted(root.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".tmp-step-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(model_dir: Path) -> Path | None:
+    checkpoints = sorted(checkpoint_dir(model_dir).glob("step-*"))
+    return checkpoints[-1] if checkpoints else None
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore weights, optimizer and torch RNG from ``path``; returns the rest of the saved state."""
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        weights = safetensors.torch.load_file(path / "model.safetensors")
+        moments = safetensors.torch.load_file(path / "optimizer.safetensors")
+    except (OSError, ValueError, safetensors.SafetensorError) as e:
+        raise AttnmtError(f"{path}: unreadable checkpoint ({e})") from None
+    if state.get("format_version") != FORMAT_VERSION:
+        raise AttnmtError(
+            f"{path}: checkpoint format {state.get('format_version')!r} is not {FORMAT_VERSION}"
+        )
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise AttnmtError(f"{path}: weights do not fit the configured model") from None
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in moments.items():
+        index, name = key.split(".", 1)
+        opt_state.setdefault(int(index), {})[name] = tensor
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    return state
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

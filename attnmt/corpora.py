@@ -1,0 +1,189 @@
+"""Where sentence pairs come from: corpus readers, the Tatoeba split, cleaning, and data specs.
+
+A *data spec* names a set of pairs, in configs and on the command line:
+
+    toy                          the built-in English–French set
+    tatoeba:train|dev|test       Tatoeba English–French, split by a hash of the English sentence
+    multi30k:train|val|test_2016_flickr
+    path/to/pairs.tsv            source<TAB>target lines (a third column, e.g. attribution, is ignored)
+    path/to/src.txt,path/to/tgt.txt   two line-aligned files
+
+Corpus files may be gzipped (``.gz``).  They live in the data directory: ``--data-dir``, else
+``$ATTNMT_DATA``, else ``$XDG_DATA_HOME/attnmt`` (``~/.local/share/attnmt``), in the layout
+``tatoeba-eng-fra/eng-fra.tsv.gz`` and ``multi30k/{split}.{lang}.gz``.
+"""
+
+import gzip
+import hashlib
+import os
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from attnmt.errors import AttnmtError
+
+Pair = tuple[str, str]
+
+TATOEBA_SPLITS = ("train", "dev", "test")
+MULTI30K_SPLITS = ("train", "val", "test_2016_flickr")
+DEV_FRACTION = TEST_FRACTION = 0.015
+
+
+def data_dir(explicit: Path | None = None) -> Path:
+    if explicit is not None:
+        return Path(explicit)
+    if os.environ.get("ATTNMT_DATA"):
+        return Path(os.environ["ATTNMT_DATA"])
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "attnmt"
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a UTF-8 file, gzipped or not; errors name file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise AttnmtError(f"{path}: file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    number = 0
+    try:
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    yield number, raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError:
+                    raise AttnmtError(f"{path}:{number}: not valid UTF-8") from None
+    except (OSError, EOFError) as e:  # a corrupt or truncated .gz
+        raise AttnmtError(f"{path}:{number + 1}: cannot read ({e})") from None
+
+
+def read_tsv(path: Path) -> list[Pair]:
+    """``source<TAB>target`` lines, with an optional third column (ignored)."""
+    pairs = []
+    for number, line in read_lines(path):
+        fields = line.split("\t")
+        if len(fields) not in (2, 3) or not fields[0].strip() or not fields[1].strip():
+            raise AttnmtError(f"{path}:{number}: expected 'source<TAB>target', both non-empty")
+        pairs.append((fields[0], fields[1]))
+    return pairs
+
+
+def read_parallel(src_path: Path, tgt_path: Path) -> list[Pair]:
+    """Two line-aligned files: line i of one translates line i of the other."""
+    src, tgt = list(read_lines(src_path)), list(read_lines(tgt_path))
+    if len(src) != len(tgt):
+        short, long_ = (src_path, tgt_path) if len(src) < len(tgt) else (tgt_path, src_path)
+        raise AttnmtError(
+            f"{long_}:{min(len(src), len(tgt)) + 1}: has {max(len(src), len(tgt))} lines "
+            f"but {short} has {min(len(src), len(tgt))}"
+        )
+    for (number, s), (_, t) in zip(src, tgt, strict=True):
+        if not s.strip() or not t.strip():
+            path = src_path if not s.strip() else tgt_path
+            raise AttnmtError(f"{path}:{number}: empty line in a parallel corpus")
+    return [(s, t) for (_, s), (_, t) in zip(src, tgt, strict=True)]
+
+
+def tatoeba_split(english: str) -> str:
+    """``train``, ``dev`` or ``test`` for an English sentence: a hash of its normalised form, so all its
+    translations share a split and the split never changes as the corpus grows."""
+    key = " ".join(unicodedata.normalize("NFC", english).casefold().split())
+    h = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2**64
+    return "test" if h < TEST_FRACTION else "dev" if h < TEST_FRACTION + DEV_FRACTION else "train"
+
+
+@dataclass
+class CleaningReport:
+    read: int = 0
+    empty: int = 0
+    too_long: int = 0
+    bad_ratio: int = 0
+    duplicates: int = 0
+    kept: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.read:,} pairs read; dropped {self.empty:,} empty, {self.too_long:,} too long, "
+            f"{self.bad_ratio:,} with a length ratio over the limit, {self.duplicates:,} duplicates; "
+            f"kept {self.kept:,}"
+        )
+
+
+def clean(
+    pairs: list[Pair], *, max_words: int = 80, max_ratio: float = 3.0
+) -> tuple[list[Pair], CleaningReport]:
+    """NFC, whitespace collapsed; drop empty sides, sides over ``max_words`` words, length ratios over
+    ``max_ratio`` (when the longer side has more than 5 words) and exact duplicates."""
+    report, seen, kept = CleaningReport(read=len(pairs)), set(), []
+    for src, tgt in pairs:
+        src, tgt = (" ".join(unicodedata.normalize("NFC", s).split()) for s in (src, tgt))
+        ns, nt = len(src.split()), len(tgt.split())
+        if not ns or not nt:
+            report.empty += 1
+        elif max(ns, nt) > max_words:
+            report.too_long += 1
+        elif max(ns, nt) > 5 and max(ns, nt) > max_ratio * min(ns, nt):
+            report.bad_ratio += 1
+        elif (src, tgt) in seen:
+            report.duplicates += 1
+        else:
+            seen.add((src, tgt))
+            kept.append((src, tgt))
+    report.kept = len(kept)
+    return kept, report
+
+
+def toy_pairs(src_lang: str = "en", tgt_lang: str = "fr") -> list[Pair]:
+    """The built-in English–French set written for attnmt (a few hundred everyday sentences)."""
+    with resources.as_file(resources.files("attnmt") / "resources" / "toy_en_fr.tsv") as path:
+        return _oriented(read_tsv(path), "toy", src_lang, tgt_lang)
+
+
+def load_pairs(
+    spec: str, *, src_lang: str = "en", tgt_lang: str = "fr", root: Path | None = None
+) -> list[Pair]:
+    """The (source, target) pairs a data spec names (see the module docstring), uncleaned."""
+    name, _, split = spec.partition(":")
+    if spec == "toy":
+        return toy_pairs(src_lang, tgt_lang)
+    if name == "tatoeba":
+        if split not in TATOEBA_SPLITS:
+            raise AttnmtError(f"{spec}: unknown split; choose one of {', '.join(TATOEBA_SPLITS)}")
+        path = _find(data_dir(root) / "tatoeba-eng-fra" / "eng-fra.tsv", "tatoeba")
+        pairs = [p for p in read_tsv(path) if tatoeba_split(p[0]) == split]
+        return _oriented(pairs, "tatoeba", src_lang, tgt_lang)
+    if name == "multi30k":
+        if split not in MULTI30K_SPLITS:
+            raise AttnmtError(f"{spec}: unknown split; choose one of {', '.join(MULTI30K_SPLITS)}")
+        directory = data_dir(root) / "multi30k"
+        files = [_find(directory / f"{split}.{lang}", "multi30k") for lang in (src_lang, tgt_lang)]
+        return read_parallel(*files)
+    if "," in spec:
+        src_path, tgt_path = spec.split(",", 1)
+        return read_parallel(Path(src_path), Path(tgt_path))
+    return read_tsv(Path(spec))
+
+
+def group_references(pairs: list[Pair]) -> tuple[list[str], list[list[str]]]:
+    """Unique sources (first-seen order) and all their targets, for multi-reference BLEU."""
+    refs: dict[str, list[str]] = {}
+    for src, tgt in pairs:
+        refs.setdefault(src, []).append(tgt)
+    return list(refs), list(refs.values())
+
+
+def _oriented(pairs: list[Pair], corpus: str, src_lang: str, tgt_lang: str) -> list[Pair]:
+    if (src_lang, tgt_lang) == ("en", "fr"):
+        return pairs
+    if (src_lang, tgt_lang) == ("fr", "en"):
+        return [(fr, en) for en, fr in pairs]
+    raise AttnmtError(f"{corpus} is English–French; got {src_lang}→{tgt_lang}")
+
+
+def _find(path: Path, corpus: str) -> Path:
+    for candidate in (path.with_name(path.name + ".gz"), path):
+        if candidate.is_file():
+            return candidate
+    raise AttnmtError(
+        f"{path}(.gz): {corpus} data not found; point --data-dir or ATTNMT_DATA at a directory that has it"
+    )
