@@ -79,6 +79,9 @@ class WordTokenizer:
         return detokenize(tokens, self.lang)
 
 
+_SPECIALS = {"<pad>", "<unk>", "<sos>", "<eos>", "<s>", "</s>"}
+
+
 class SubwordTokenizer:
     """SentencePiece (Kudo & Richardson 2018) pieces; ``detokenize`` gives back plain text."""
 
@@ -102,9 +105,11 @@ class SubwordTokenizer:
         return self.processor.encode(unicodedata.normalize("NFC", text), out_type=str)
 
     def detokenize(self, tokens: list[str]) -> str:
-        return self.processor.decode_pieces(
-            [t for t in tokens if not (t.startswith("<") and t.endswith(">"))]
-        )
+        return self.processor.decode_pieces([t for t in tokens if t not in _SPECIALS])
+
+    def pieces(self) -> list[str]:
+        """Every piece of the model (byte pieces included), for the vocabulary."""
+        return [self.processor.id_to_piece(i) for i in range(self.processor.get_piece_size())]
 
     @classmethod
     def train(cls, sentences: list[str], *, vocab_size: int, model_type: str) -> "SubwordTokenizer":
@@ -114,18 +119,26 @@ class SubwordTokenizer:
         with tempfile.TemporaryDirectory() as tmp:
             corpus = Path(tmp) / "corpus.txt"
             corpus.write_text("\n".join(unicodedata.normalize("NFC", s) for s in sentences), encoding="utf-8")
-            spm.SentencePieceTrainer.train(
-                input=str(corpus),
-                model_prefix=str(Path(tmp) / "spm"),
-                vocab_size=vocab_size,
-                model_type=model_type,
-                character_coverage=1.0,
-                hard_vocab_limit=False,  # a small corpus may have fewer pieces than asked for
-                bos_id=-1,
-                eos_id=-1,  # attnmt's Vocabulary adds its own specials
-                num_threads=2,
-                minloglevel=2,
-            )
+            try:
+                spm.SentencePieceTrainer.train(
+                    input=str(corpus),
+                    model_prefix=str(Path(tmp) / "spm"),
+                    vocab_size=vocab_size,
+                    model_type=model_type,
+                    character_coverage=1.0,
+                    hard_vocab_limit=False,  # a small corpus may have fewer pieces than asked for
+                    byte_fallback=True,  # unseen characters become UTF-8 bytes: any text round-trips
+                    normalization_rule_name="identity",  # text stays as written (NFC), no NFKC folding
+                    remove_extra_whitespaces=False,
+                    bos_id=-1,
+                    eos_id=-1,  # attnmt's Vocabulary adds its own specials
+                    num_threads=2,
+                    minloglevel=2,
+                )
+            except RuntimeError as e:  # e.g. fewer pieces asked for than the corpus has characters
+                raise AttnmtError(
+                    f"data.vocab_size: SentencePiece cannot train ({str(e).split('] ')[-1]})"
+                ) from None
             return cls((Path(tmp) / "spm.model").read_bytes())
 
 

@@ -53,6 +53,30 @@ def build_tokenizers(data: DataConfig, pairs: list[Pair]) -> tuple[Tokenizer, To
     )
 
 
+def update(
+    model: EncoderDecoderAttention,
+    optimizer: torch.optim.Optimizer,
+    group: list[Batch],
+    teacher_forcing: float = 1.0,
+    clip_norm: float = 1.0,
+) -> tuple[float, int]:
+    """One optimizer update over the batches in ``group`` (gradient accumulation), with the loss
+    normalised by all their target tokens: the same update as one batch holding them all.
+    Returns the loss per target token and the number of target tokens."""
+    model.train()
+    n = sum(b.num_tokens for b in group)
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for batch in group:
+        logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in, teacher_forcing)
+        loss = loss_fn(logits, batch) / n
+        loss.backward()
+        total += loss.item()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()
+    return total, n
+
+
 @dataclass
 class Progress:
     """Where a run stands; saved in every checkpoint."""
@@ -104,7 +128,11 @@ def train(
         say(f"training data {config.data.train}: {report}")
     if not pairs:
         raise AttnmtError("no training pairs")
-    if not resume:
+    if not resume and config.data.tokenizer != "word":
+        src_tok, tgt_tok = build_tokenizers(config.data, pairs)
+        src_vocab = Vocabulary(src_tok.pieces())
+        tgt_vocab = src_vocab if tgt_tok is src_tok else Vocabulary(tgt_tok.pieces())
+    elif not resume:
         src_tok, tgt_tok = build_tokenizers(config.data, pairs)
         src_vocab, tgt_vocab = TranslationDataset.build_vocabs(
             pairs,
@@ -199,7 +227,8 @@ class _Run:
                 continue
             tick = time.perf_counter()
             group = [collate(self.dataset, b) for b in updates[s.batch_in_epoch]]
-            loss, n = self.update(group)
+            self.set_lr()
+            loss, n = update(self.model, self.optimizer, group, cfg.teacher_forcing, cfg.clip_norm)
             s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
             s.seconds += time.perf_counter() - tick
             tokens, epoch_loss, epoch_tokens = tokens + n, epoch_loss + loss * n, epoch_tokens + n
@@ -213,24 +242,6 @@ class _Run:
             self.validate_and_save()
         bar.close()
         self.model.eval()
-
-    def update(self, group: list[Batch]) -> tuple[float, int]:
-        """One optimizer update over ``group`` (gradient accumulation); loss per target token."""
-        self.model.train()
-        n = sum(b.num_tokens for b in group)
-        self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for batch in group:
-            logits, _ = self.model(
-                batch.src, batch.src_pad_mask, batch.tgt_in, self.train_cfg.teacher_forcing
-            )
-            loss = loss_fn(logits, batch) / n
-            loss.backward()
-            total += loss.item()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.clip_norm)
-        self.set_lr()
-        self.optimizer.step()
-        return total, n
 
     def set_lr(self) -> None:
         cfg, s = self.train_cfg, self.state

@@ -19,4 +19,5 @@ def test_readme_python_example(tmp_path, monkeypatch):
         exec(compile(code, str(README), "exec"), {})
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("Nous sommes heureux")
-    assert (tmp_path / "runs" / "toy" / "model.safetensors").is_file()
+    assert (tmp_path / "runs" / "toy" / "config.yaml").is_file()
+    assert any(line.startswith("[") for line in lines)  # the batched translations

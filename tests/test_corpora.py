@@ -1,0 +1,135 @@
+import gzip
+from pathlib import Path
+
+import pytest
+
+from attnmt.corpora import (
+    DEV_FRACTION,
+    TEST_FRACTION,
+    clean,
+    data_dir,
+    group_references,
+    load_pairs,
+    read_parallel,
+    read_tsv,
+    tatoeba_split,
+)
+from attnmt.errors import AttnmtError
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def test_tsv_with_an_attribution_column_and_gzip(tmp_path):
+    path = _write(
+        tmp_path / "c.tsv.gz", b"Go.\tVa !\tCC-BY 2.0 (France) Attribution: tatoeba.org\nHi.\tSalut.\n"
+    )
+    assert read_tsv(path) == [("Go.", "Va !"), ("Hi.", "Salut.")]
+
+
+def test_parallel_files_with_different_line_counts_name_both(tmp_path):
+    src = _write(tmp_path / "a.en", b"one\ntwo\nthree\n")
+    tgt = _write(tmp_path / "a.fr", b"un\ndeux\n")
+    with pytest.raises(AttnmtError, match=r"a\.en:3: has 3 lines but .*a\.fr has 2"):
+        read_parallel(src, tgt)
+
+
+@pytest.mark.parametrize(
+    ("src", "tgt", "where"),
+    [
+        (b"one\n\n", b"un\ndeux\n", "a.en:2"),
+        (b"one\ntwo\n", b"un\n \n", "a.fr:2"),
+        (b"ok\n\xff\n", b"a\nb\n", "a.en:2"),
+    ],
+)
+def test_parallel_file_errors_name_file_and_line(tmp_path, src, tgt, where):
+    with pytest.raises(AttnmtError, match=where):
+        read_parallel(_write(tmp_path / "a.en", src), _write(tmp_path / "a.fr", tgt))
+
+
+def test_truncated_gzip_is_a_clear_error(tmp_path):
+    path = tmp_path / "t.tsv.gz"
+    path.write_bytes(gzip.compress(b"a\tb\n" * 1000)[:40])
+    with pytest.raises(AttnmtError, match=r"t\.tsv\.gz"):
+        read_tsv(path)
+
+
+def test_tatoeba_split_ignores_case_and_spacing_and_is_stable():
+    assert tatoeba_split("I love cats.") == tatoeba_split("  i LOVE   cats. ")
+    splits = [tatoeba_split(f"Sentence number {i}.") for i in range(40_000)]
+    for name, fraction in (("dev", DEV_FRACTION), ("test", TEST_FRACTION)):
+        assert 0.7 * fraction < splits.count(name) / len(splits) < 1.3 * fraction
+
+
+def test_tatoeba_keeps_all_translations_of_a_sentence_together(tmp_path):
+    lines = [f"Sentence {i}.\tPhrase {i}.\nSentence {i}.\tAutre phrase {i}.\n" for i in range(3000)]
+    _write(tmp_path / "tatoeba-eng-fra" / "eng-fra.tsv.gz", "".join(lines).encode())
+    splits = {name: load_pairs(f"tatoeba:{name}", root=tmp_path) for name in ("train", "dev", "test")}
+    assert sum(len(p) for p in splits.values()) == 6000
+    sources = {name: {s for s, _ in pairs} for name, pairs in splits.items()}
+    assert not sources["train"] & sources["dev"] and not sources["train"] & sources["test"]
+    assert not sources["dev"] & sources["test"]
+    srcs, refs = group_references(splits["test"])
+    assert srcs and all(len(r) == 2 for r in refs)
+    fr_en = load_pairs("tatoeba:test", src_lang="fr", tgt_lang="en", root=tmp_path)
+    assert fr_en == [(t, s) for s, t in splits["test"]]
+
+
+def test_multi30k_reads_the_official_split(tmp_path):
+    _write(tmp_path / "multi30k" / "val.en.gz", b"A dog runs.\nTwo men.\n")
+    _write(tmp_path / "multi30k" / "val.fr.gz", b"Un chien court.\nDeux hommes.\n")
+    assert load_pairs("multi30k:val", root=tmp_path) == [
+        ("A dog runs.", "Un chien court."),
+        ("Two men.", "Deux hommes."),
+    ]
+    assert load_pairs("multi30k:val", src_lang="fr", tgt_lang="en", root=tmp_path)[0] == (
+        "Un chien court.",
+        "A dog runs.",
+    )
+
+
+def test_user_corpora_as_tsv_or_two_files(tmp_path):
+    tsv = _write(tmp_path / "p.tsv", b"a\tb\n")
+    assert load_pairs(str(tsv)) == [("a", "b")]
+    src, tgt = _write(tmp_path / "s.txt", b"x\n"), _write(tmp_path / "t.txt", b"y\n")
+    assert load_pairs(f"{src},{tgt}") == [("x", "y")]
+
+
+@pytest.mark.parametrize("spec", ["tatoeba:train", "multi30k:train"])
+def test_missing_corpus_says_where_it_looked(tmp_path, spec):
+    with pytest.raises(AttnmtError, match="ATTNMT_DATA") as info:
+        load_pairs(spec, root=tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_unknown_split_lists_the_choices():
+    with pytest.raises(AttnmtError, match="train, val, test_2016_flickr"):
+        load_pairs("multi30k:test")
+
+
+def test_data_directory_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTNMT_DATA", str(tmp_path / "env"))
+    assert data_dir(tmp_path / "flag") == tmp_path / "flag"
+    assert data_dir() == tmp_path / "env"
+    monkeypatch.delenv("ATTNMT_DATA")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert data_dir() == tmp_path / "xdg" / "attnmt"
+
+
+def test_cleaning_counts_what_it_drops():
+    pairs = [
+        ("Hello  world", "Bonjour\u00a0le monde"),  # kept, whitespace collapsed
+        ("Hello world", "Bonjour le monde"),  # duplicate once collapsed
+        ("  ", "Vide"),
+        (" ".join(["word"] * 90), "mot"),
+        ("one two three four five six seven", "un"),  # ratio 7:1
+        ("Cafe\u0301", "Café"),  # NFC
+    ]
+    kept, report = clean(pairs)
+    assert kept == [("Hello world", "Bonjour le monde"), ("Café", "Café")]
+    assert (report.read, report.empty, report.too_long, report.bad_ratio, report.duplicates, report.kept) == (
+        6, 1, 1, 1, 1, 2,
+    )  # fmt: skip

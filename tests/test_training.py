@@ -1,0 +1,152 @@
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnmt.checkpoint import latest_checkpoint
+from attnmt.config import config_from_dict
+from attnmt.corpora import toy_pairs
+from attnmt.data import TranslationDataset, bucketed_batches, collate
+from attnmt.model import build_model
+from attnmt.modeldir import load_model
+from attnmt.tokenization import SubwordTokenizer
+from attnmt.training import train, update
+
+PAIRS = toy_pairs()[:120]
+
+
+def _config(**train):
+    return config_from_dict(
+        {
+            "model": {"embed_size": 16, "hidden_size": 32, "dropout": 0.3},
+            "train": {"epochs": None, "batch_tokens": 200, "validate_every": 7, "seed": 3, **train},
+        }
+    )
+
+
+def _weights(translator):
+    return {k: v.clone() for k, v in translator.model.state_dict().items()}
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    """Dropout, data order, Adam moments and the position in the epoch all survive a restart."""
+    whole = train(_config(max_steps=30), pairs=PAIRS, model_dir=tmp_path / "a", progress=False)
+    train(_config(max_steps=14), pairs=PAIRS, model_dir=tmp_path / "b", progress=False)
+    resumed = train(_config(max_steps=30), pairs=PAIRS, model_dir=tmp_path / "b", resume=True, progress=False)
+    a, b = _weights(whole), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line) for line in (tmp_path / "b" / "train.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [7, 14, 21, 28, 30]
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    train(_config(max_steps=7), pairs=PAIRS, model_dir=tmp_path, progress=False)
+    changed = _config(max_steps=14)
+    changed.model.hidden_size = 64
+    with pytest.raises(Exception, match=r"model\.hidden_size"):
+        train(changed, pairs=PAIRS, model_dir=tmp_path, resume=True, progress=False)
+
+
+def test_gradient_accumulation_equals_one_larger_batch():
+    config = _config(max_steps=1)
+    config.model.dropout = 0.0
+    src_vocab, tgt_vocab = TranslationDataset.build_vocabs(PAIRS)
+    dataset = TranslationDataset(PAIRS, src_vocab, tgt_vocab)
+    lengths = [len(s) + len(t) for s, t in zip(dataset.src_ids, dataset.tgt_ids, strict=True)]
+    first, second = bucketed_batches(lengths, 150, shuffle=True, seed=0)[:2]
+    torch.manual_seed(0)
+    model = build_model(config.model, len(src_vocab), len(tgt_vocab))
+    twin = copy.deepcopy(model)
+    opt, twin_opt = torch.optim.Adam(model.parameters()), torch.optim.Adam(twin.parameters())
+    loss, n = update(model, opt, [collate(dataset, first), collate(dataset, second)])
+    twin_loss, twin_n = update(twin, twin_opt, [collate(dataset, first + second)])
+    assert n == twin_n
+    assert loss == pytest.approx(twin_loss, rel=1e-5)
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+
+
+def test_the_model_directory_keeps_the_best_validated_model(tmp_path):
+    config = _config(max_steps=21)
+    config.data.dev = "toy"  # any data spec; the toy set is the only one always present
+    train(config, pairs=PAIRS, model_dir=tmp_path, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [7, 14, 21]
+    assert all({"dev_loss", "dev_ppl", "bleu", "chrf", "bleu_signature"} <= r.keys() for r in log)
+    assert len(list((tmp_path / "checkpoints").iterdir())) == 2  # keep_checkpoints
+    assert load_model(tmp_path).translate(["She loves cats."])[0].text is not None
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_still_loads_and_resumes(tmp_path):
+    args = ["--set", "model.embed_size=16", "--set", "model.hidden_size=32", "--set", "train.epochs=1000"]
+    args += ["--set", "train.validate_every=3", "--quiet"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attnmt.cli", "train", "--model-dir", str(tmp_path), *args]
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((tmp_path / "checkpoints").glob("step-*"))) < 2:
+        time.sleep(0.05)
+    time.sleep(0.37)  # somewhere in the middle of the next steps or checkpoint write
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert load_model(tmp_path).translate(["We are sad."])[0].text is not None
+    step = int(latest_checkpoint(tmp_path).name.split("-")[1])
+    assert step >= 6
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attnmt.cli",
+            "train",
+            "--model-dir",
+            str(tmp_path),
+            "--resume",
+            *args[:-1],
+            "--set",
+            f"train.max_steps={step + 3}",
+            "--quiet",
+        ],
+        capture_output=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert latest_checkpoint(tmp_path).name == f"step-{step + 3:08d}"
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def subwords():
+    sentences = [s for pair in toy_pairs() for s in pair]
+    return SubwordTokenizer.train(sentences, vocab_size=400, model_type="bpe")
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text())
+def test_subword_round_trip_on_any_text(subwords, text):
+    import unicodedata
+
+    assert subwords.detokenize(subwords.tokenize(text)) == unicodedata.normalize("NFC", text)
+
+
+@pytest.mark.parametrize("model_type", ["bpe", "unigram"])
+def test_subword_model_directory_shows_plain_text(tmp_path, model_type):
+    config = _config(max_steps=5)
+    config.data.tokenizer, config.data.vocab_size, config.data.joint_vocab = model_type, 500, True
+    trained = train(config, pairs=PAIRS, model_dir=tmp_path, progress=False)
+    assert trained.src_vocab.itos == trained.tgt_vocab.itos  # joint
+    loaded = load_model(tmp_path)
+    for a, b in zip(
+        trained.translate(["She loves cats."]), loaded.translate(["She loves cats."]), strict=True
+    ):
+        assert a.text == b.text and "▁" not in a.text
+    assert (tmp_path / "src.spm").is_file() and (tmp_path / "tgt.spm").is_file()
+    assert os.stat(tmp_path / "config.yaml").st_mode & 0o044  # readable by others
