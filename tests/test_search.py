@@ -35,14 +35,14 @@ class ScriptedModel:
             script = self.scripts[r]
             for token, p in script[min(t, len(script) - 1)].items():
                 log_probs[i, token] = math.log(p)
-        attn = torch.full((prev.size(0), 2), 0.5)
+        attn = torch.nn.functional.one_hot(state.step.clamp(max=3), 4).float()  # step t looks at source t
         return log_probs, ScriptedState(state.step + 1, state.row), attn
 
     def reorder(self, state, index):
         return ScriptedState(state.step[index], state.row[index])
 
 
-def _src(batch: int, length: int = 2):
+def _src(batch: int, length: int = 4):
     return torch.zeros(batch, length, dtype=torch.long), torch.zeros(batch, length, dtype=torch.bool)
 
 
@@ -52,7 +52,7 @@ def test_greedy_takes_the_most_probable_token_until_eos():
     (hyp,) = greedy_search(model, src, mask, torch.tensor([10]))
     assert hyp.tokens == [A, C]
     assert math.isclose(hyp.score, math.log(0.6) + math.log(0.7) + math.log(0.9), rel_tol=1e-6)
-    assert hyp.attention.shape == (3, 2)  # one row per emitted token, <eos> included
+    assert hyp.attention.tolist() == torch.eye(4)[:3].tolist()  # one row per emitted token, <eos> included
 
 
 def test_each_sentence_stops_at_its_own_eos_in_a_batch():
@@ -76,3 +76,12 @@ def test_the_maximum_length_ends_a_hypothesis_with_eos():
 def test_maximum_output_length_grows_with_the_source():
     mask = torch.tensor([[False] * 5, [False] * 2 + [True] * 3])
     assert max_output_lengths(mask, ratio=2.0, extra=10).tolist() == [20, 14]
+
+
+def test_attention_rows_follow_the_tokens_and_padding_columns_are_cut():
+    model = ScriptedModel([[{A: 1.0}, {EOS: 1.0}], [{B_: 1.0}, {C: 1.0}, {EOS: 1.0}]])
+    src = torch.zeros(2, 4, dtype=torch.long)
+    mask = torch.tensor([[False, False, True, True], [False, False, False, False]])  # row 0: 2 real tokens
+    first, second = greedy_search(model, src, mask, torch.tensor([10, 10]))
+    assert first.tokens == [A] and first.attention.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert second.tokens == [B_, C] and second.attention.tolist() == torch.eye(4)[:3].tolist()
