@@ -67,6 +67,10 @@ class TranslationDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def lengths(self) -> list[int]:
+        """Source + target ids per pair: the size batching counts."""
+        return [len(s) + len(t) for s, t in zip(self.src_ids, self.tgt_ids, strict=True)]
+
     def __getitem__(self, i: int) -> tuple[list[int], list[int]]:
         return self.src_ids[i], self.tgt_ids[i]
 

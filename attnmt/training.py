@@ -53,6 +53,23 @@ def build_tokenizers(data: DataConfig, pairs: list[Pair]) -> tuple[Tokenizer, To
     )
 
 
+def build_vocabularies(
+    data: DataConfig, pairs: list[Pair], src_tok: Tokenizer, tgt_tok: Tokenizer
+) -> tuple[Vocabulary, Vocabulary]:
+    """Every SentencePiece piece for subwords; for words, the tokens of ``pairs`` (min_freq, max size)."""
+    if isinstance(src_tok, SubwordTokenizer):
+        src_vocab = Vocabulary(src_tok.pieces())
+        return src_vocab, src_vocab if tgt_tok is src_tok else Vocabulary(tgt_tok.pieces())
+    return TranslationDataset.build_vocabs(
+        pairs,
+        min_freq=data.min_freq,
+        max_size=data.max_vocab_size,
+        src_tokenizer=src_tok,
+        tgt_tokenizer=tgt_tok,
+        joint=data.joint_vocab,
+    )
+
+
 def update(
     model: EncoderDecoderAttention,
     optimizer: torch.optim.Optimizer,
@@ -128,20 +145,9 @@ def train(
         say(f"training data {config.data.train}: {report}")
     if not pairs:
         raise AttnmtError("no training pairs")
-    if not resume and config.data.tokenizer != "word":
+    if not resume:
         src_tok, tgt_tok = build_tokenizers(config.data, pairs)
-        src_vocab = Vocabulary(src_tok.pieces())
-        tgt_vocab = src_vocab if tgt_tok is src_tok else Vocabulary(tgt_tok.pieces())
-    elif not resume:
-        src_tok, tgt_tok = build_tokenizers(config.data, pairs)
-        src_vocab, tgt_vocab = TranslationDataset.build_vocabs(
-            pairs,
-            min_freq=config.data.min_freq,
-            max_size=config.data.max_vocab_size,
-            src_tokenizer=src_tok,
-            tgt_tokenizer=tgt_tok,
-            joint=config.data.joint_vocab,
-        )
+        src_vocab, tgt_vocab = build_vocabularies(config.data, pairs, src_tok, tgt_tok)
     dataset = TranslationDataset(
         pairs,
         src_vocab,
@@ -179,7 +185,15 @@ class _Run:
         self.optimizer, self.state = optimizer, state
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.progress, self.say = progress, say
-        self.lengths = [len(s) + len(t) for s, t in zip(dataset.src_ids, dataset.tgt_ids, strict=True)]
+        self.lengths = dataset.lengths()
+        t = translator  # the dev set is tokenized once, not at every validation
+        self.dev_set = (
+            None
+            if dev is None
+            else TranslationDataset(
+                dev, t.src_vocab, t.tgt_vocab, src_tokenizer=t.src_tokenizer, tgt_tokenizer=t.tgt_tokenizer
+            )
+        )
 
     def batches(self, epoch: int) -> list[list[list[int]]]:
         """The epoch's updates, each a list of ``accumulate`` batches: a function of (seed, epoch)."""
@@ -282,18 +296,14 @@ class _Run:
     def validate(self) -> dict:
         """Dev loss and perplexity (teacher-forced), BLEU and chrF of greedy translations."""
         self.model.eval()
-        t = self.translator
-        dev = TranslationDataset(
-            self.dev, t.src_vocab, t.tgt_vocab, src_tokenizer=t.src_tokenizer, tgt_tokenizer=t.tgt_tokenizer
-        )
-        lengths = [len(a) + len(b) for a, b in zip(dev.src_ids, dev.tgt_ids, strict=True)]
+        dev = self.dev_set
         loss = tokens = 0.0
-        for indices in bucketed_batches(lengths, 4 * self.train_cfg.batch_tokens, shuffle=False):
+        for indices in bucketed_batches(dev.lengths(), 4 * self.train_cfg.batch_tokens, shuffle=False):
             batch = collate(dev, indices)
             logits, _ = self.model(batch.src, batch.src_pad_mask, batch.tgt_in)
             loss, tokens = loss + loss_fn(logits, batch).item(), tokens + batch.num_tokens
         sources, references = group_references(self.dev)
-        scores = corpus_scores([h.text for h in t.translate(sources)], references)
+        scores = corpus_scores([h.text for h in self.translator.translate(sources)], references)
         return {
             "dev_loss": loss / tokens,
             "dev_ppl": math.exp(min(loss / tokens, 50)),

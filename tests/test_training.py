@@ -60,8 +60,7 @@ def test_gradient_accumulation_equals_one_larger_batch():
     config.model.dropout = 0.0
     src_vocab, tgt_vocab = TranslationDataset.build_vocabs(PAIRS)
     dataset = TranslationDataset(PAIRS, src_vocab, tgt_vocab)
-    lengths = [len(s) + len(t) for s, t in zip(dataset.src_ids, dataset.tgt_ids, strict=True)]
-    first, second = bucketed_batches(lengths, 150, shuffle=True, seed=0)[:2]
+    first, second = bucketed_batches(dataset.lengths(), 150, shuffle=True, seed=0)[:2]
     torch.manual_seed(0)
     model = build_model(config.model, len(src_vocab), len(tgt_vocab))
     twin = copy.deepcopy(model)
