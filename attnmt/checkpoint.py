@@ -53,6 +53,8 @@ def save_checkpoint(
     atomic_write_bytes(tmp / "optimizer.safetensors", safetensors.torch.save(moments))
     state = {**state, "format_version": FORMAT_VERSION, "param_groups": opt["param_groups"]}
     state["torch_rng"] = torch.get_rng_state().tolist()
+    if torch.cuda.is_available():  # dropout on a GPU draws from its own generator
+        state["cuda_rng"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     atomic_write_text(tmp / "state.json", json.dumps(state))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -91,6 +93,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         opt_state.setdefault(int(index), {})[name] = tensor
     optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda_rng"]])
     return state
 
 

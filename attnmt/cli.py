@@ -47,6 +47,24 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
     evaluate.add_argument("-o", "--output", type=Path, help="write the translations here, one per line")
     evaluate.add_argument("--batch-size", type=int, default=64)
+    for command in (translate, evaluate):
+        command.add_argument(
+            "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
+        )
+
+    download = commands.add_parser(
+        "download", help="fetch a public corpus (tatoeba, multi30k) into the data directory"
+    )
+    download.add_argument("corpus", choices=("tatoeba", "multi30k"))
+    download.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
+    download.add_argument("--sha256", help="the archive's expected SHA-256 (tatoeba; multi30k's are pinned)")
+    download.add_argument("--mirror", help="a URL or file:// directory holding the same files")
+
+    curves = commands.add_parser("curves", help="plot dev loss and BLEU against training time for runs")
+    curves.add_argument("model_dirs", type=Path, nargs="+", metavar="MODEL_DIR")
+    curves.add_argument(
+        "-o", "--output", type=Path, required=True, help="picture to write (.png, .svg, .pdf)"
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -62,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             _train(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "download":
+            _download(args)
+        elif args.command == "curves":
+            _curves(args)
         else:
             _translate(args)
     except AttnmtError as e:
@@ -104,10 +126,18 @@ def _train(args: argparse.Namespace) -> None:
         print(f"saved model to {args.model_dir}", file=sys.stderr)
 
 
-def _translate(args: argparse.Namespace) -> None:
+def _load(args: argparse.Namespace):
+    from attnmt.device import select_device
     from attnmt.modeldir import load_model
 
+    device = select_device(args.device)
     translator = load_model(args.model_dir)
+    translator.model.to(device)
+    return translator
+
+
+def _translate(args: argparse.Namespace) -> None:
+    translator = _load(args)
     if args.text is not None:
         for translation in translator.translate(args.text, batch_size=args.batch_size):
             print(translation.text)
@@ -122,9 +152,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from attnmt.corpora import group_references, load_pairs
     from attnmt.files import atomic_write_text
     from attnmt.metrics import corpus_scores
-    from attnmt.modeldir import load_model
 
-    translator = load_model(args.model_dir)
+    translator = _load(args)
     data = translator.config.data
     spec = args.data or data.test
     if spec is None:
@@ -138,6 +167,37 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"{spec}: {len(sources):,} sentences, {len(pairs):,} references")
     print(f"BLEU {scores.bleu:.2f}  {scores.bleu_signature}")
     print(f"chrF {scores.chrf:.2f}  {scores.chrf_signature}")
+
+
+def _download(args: argparse.Namespace) -> None:
+    from attnmt.corpora import data_dir
+    from attnmt.download import DIRECTORIES, download
+
+    root = data_dir(args.data_dir)
+    if (root / DIRECTORIES[args.corpus]).exists():
+        print(f"{args.corpus}: already in {root / DIRECTORIES[args.corpus]}", file=sys.stderr)
+        return
+    target = download(args.corpus, root, mirror=args.mirror, expected_sha256=args.sha256)
+    print(f"{args.corpus}: saved to {target}", file=sys.stderr)
+
+
+def _curves(args: argparse.Namespace) -> None:
+    import json
+
+    from attnmt.plotting import plot_curves
+    from attnmt.training import LOG
+
+    logs = {}
+    for model_dir in args.model_dirs:
+        path = model_dir / LOG
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            logs[model_dir.name] = [json.loads(line) for line in lines if line.strip()]
+        except FileNotFoundError:
+            raise AttnmtError(f"{path}: no training log (train a model there first)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise AttnmtError(f"{path}: unreadable training log ({e})") from None
+    plot_curves(logs, args.output)
 
 
 def _read_lines(stream: BinaryIO, chunk_size: int) -> Iterator[list[str]]:

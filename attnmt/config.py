@@ -16,6 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from attnmt.attention import ATTENTION_TYPES
+from attnmt.device import PRECISIONS
 from attnmt.errors import AttnmtError
 
 
@@ -62,6 +63,8 @@ class TrainConfig:
     validate_every: int = 500  # updates between validations (when data.dev is set)
     keep_checkpoints: int = 2  # the last N checkpoints are kept (the best model is always kept)
     seed: int = 0
+    device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto (bf16 on CUDA with fast bf16, else fp32) | fp32 | bf16 (autocast)
 
 
 @dataclass
@@ -78,6 +81,7 @@ _CHOICES = {
     "data.tokenizer": ("word", "bpe", "unigram"),
     "model.attention": ("none", *ATTENTION_TYPES),
     "train.schedule": ("constant", "plateau", "inverse_sqrt"),
+    "train.precision": PRECISIONS,
 }
 _POSITIVE = {
     "data.vocab_size", "data.min_freq", "data.max_vocab_size", "data.max_words",

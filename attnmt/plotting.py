@@ -1,4 +1,5 @@
-"""Pictures and tables of attention weights.  Takes arrays and token labels; never imports a model."""
+"""Pictures: attention weights (and their text table) and training curves.  Takes arrays, labels and
+logs; never imports a model."""
 
 import io
 from pathlib import Path
@@ -42,11 +43,36 @@ def plot_attention(
     ax.set_ylabel("target")
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
     if path is not None:
-        path = Path(path)
-        formats = ("png", "svg", "pdf")
-        if path.suffix.lower().lstrip(".") not in formats:
-            raise AttnmtError(f"{path}: unsupported picture format; use {', '.join(formats)}")
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=path.suffix.lower().lstrip("."), dpi=120)
-        atomic_write_bytes(path, buffer.getvalue())
+        save_figure(fig, path)
     return fig
+
+
+def plot_curves(logs: dict[str, list[dict]], path: Path | None = None) -> Figure:
+    """Dev loss and dev BLEU against training minutes, one line per run: ``logs`` maps a run's name to
+    its validation records (``train.jsonl``: ``minutes``, ``dev_loss``, ``bleu``)."""
+    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    loss_ax, bleu_ax = fig.subplots(1, 2)
+    for name, records in logs.items():
+        records = [r for r in records if "dev_loss" in r]
+        minutes = [r["minutes"] for r in records]
+        loss_ax.plot(minutes, [r["dev_loss"] for r in records], marker="o", label=name)
+        bleu_ax.plot(minutes, [r["bleu"] for r in records], marker="o", label=name)
+    loss_ax.set(xlabel="training minutes", ylabel="dev loss (per target token)")
+    bleu_ax.set(xlabel="training minutes", ylabel="dev BLEU")
+    for ax in (loss_ax, bleu_ax):
+        ax.grid(alpha=0.3)
+    bleu_ax.legend()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Write ``fig`` atomically in the format ``path``'s suffix names (.png, .svg, .pdf)."""
+    path = Path(path)
+    formats = ("png", "svg", "pdf")
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise AttnmtError(f"{path}: unsupported picture format; use {', '.join(formats)}")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lower().lstrip("."), dpi=120)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -20,6 +20,7 @@ from attnmt.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoin
 from attnmt.config import Config, DataConfig
 from attnmt.corpora import Pair, clean, group_references, load_pairs
 from attnmt.data import Batch, TranslationDataset, bucketed_batches, collate
+from attnmt.device import autocast, resolve_precision, select_device
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_text
 from attnmt.metrics import corpus_scores
@@ -162,7 +163,10 @@ def train(
         dev = load_pairs(
             config.data.dev, src_lang=config.data.src_lang, tgt_lang=config.data.tgt_lang, root=data_root
         )
-    model = build_model(config.model, len(src_vocab), len(tgt_vocab))
+    device = select_device(config.train.device)
+    model = build_model(config.model, len(src_vocab), len(tgt_vocab)).to(device)
+    say(f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}, "
+        f"{resolve_precision(device, config.train.precision)}")  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     state = Progress(lr=config.train.lr)
     if resume:
@@ -186,6 +190,8 @@ class _Run:
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.progress, self.say = progress, say
         self.lengths = dataset.lengths()
+        self.device = next(self.model.parameters()).device
+        self.precision = resolve_precision(self.device, config.train.precision)
         t = translator  # the dev set is tokenized once, not at every validation
         self.dev_set = (
             None
@@ -227,6 +233,7 @@ class _Run:
             leave=False,
         )
         tokens, started, last_save = 0, time.perf_counter(), s.step
+        last_line = started  # without a terminal (a log file), a progress line every minute instead of a bar
         epoch_loss = epoch_tokens = 0.0
         report_every = max(1, (cfg.epochs or 10) // 10)
         while not self.finished():
@@ -240,15 +247,22 @@ class _Run:
                 s.epoch, s.batch_in_epoch, epoch_loss, epoch_tokens = s.epoch + 1, 0, 0.0, 0.0
                 continue
             tick = time.perf_counter()
-            group = [collate(self.dataset, b) for b in updates[s.batch_in_epoch]]
+            group = [collate(self.dataset, b).to(self.device) for b in updates[s.batch_in_epoch]]
             self.set_lr()
-            loss, n = update(self.model, self.optimizer, group, cfg.teacher_forcing, cfg.clip_norm)
+            with autocast(self.device, self.precision):
+                loss, n = update(self.model, self.optimizer, group, cfg.teacher_forcing, cfg.clip_norm)
             s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
             s.seconds += time.perf_counter() - tick
             tokens, epoch_loss, epoch_tokens = tokens + n, epoch_loss + loss * n, epoch_tokens + n
             speed = tokens / max(1e-9, time.perf_counter() - started)
             bar.update()
             bar.set_postfix(epoch=s.epoch, loss=f"{loss:.3f}", lr=f"{s.lr:.2g}", tok_s=f"{speed:.0f}")
+            if bar.disable and time.perf_counter() - last_line >= 60:
+                last_line = time.perf_counter()
+                self.say(
+                    f"update {s.step:,}  epoch {s.epoch}  loss {loss:.3f}  lr {s.lr:.2g}  {speed:,.0f} target tokens/s  "
+                    f"{s.seconds / 60:.1f} min"
+                )
             if s.step % cfg.validate_every == 0:
                 self.validate_and_save()
                 last_save = s.step
@@ -270,7 +284,8 @@ class _Run:
         record: dict = {"step": s.step, "epoch": s.epoch, "lr": s.lr, "minutes": round(s.seconds / 60, 2)}
         improved = True
         if self.dev is not None:
-            record |= self.validate()
+            with autocast(self.device, self.precision):
+                record |= self.validate()
             score = [round(record["bleu"], 2), -record["dev_loss"]]
             improved = s.best is None or score > s.best
             if improved:
@@ -299,7 +314,7 @@ class _Run:
         dev = self.dev_set
         loss = tokens = 0.0
         for indices in bucketed_batches(dev.lengths(), 4 * self.train_cfg.batch_tokens, shuffle=False):
-            batch = collate(dev, indices)
+            batch = collate(dev, indices).to(self.device)
             logits, _ = self.model(batch.src, batch.src_pad_mask, batch.tgt_in)
             loss, tokens = loss + loss_fn(logits, batch).item(), tokens + batch.num_tokens
         sources, references = group_references(self.dev)

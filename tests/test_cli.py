@@ -1,5 +1,6 @@
 """The command line, as a user runs it: real subprocesses where exit codes and tracebacks matter."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,17 @@ def test_demo_translates_we_are_happy_and_saves_a_heatmap(tmp_path):
         assert f"Step {step} ·" in out
     assert "'We are happy' → 'Nous sommes heureux" in out
     assert (tmp_path / "heat.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_curves_plot_several_runs(tmp_path, capsys):
+    for name, bleu in (("attention", [5.0, 12.0]), ("baseline", [3.0, 6.0])):
+        (tmp_path / name).mkdir()
+        records = [
+            {"step": 10 * i, "minutes": i, "dev_loss": 3.0 - i, "bleu": b} for i, b in enumerate(bleu, 1)
+        ]
+        (tmp_path / name / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "curves.png"
+    assert main(["curves", str(tmp_path / "attention"), str(tmp_path / "baseline"), "-o", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert main(["curves", str(tmp_path / "nowhere"), "-o", str(out)]) == 1
+    assert "nowhere/train.jsonl: no training log" in capsys.readouterr().err

@@ -149,3 +149,12 @@ def test_subword_model_directory_shows_plain_text(tmp_path, model_type):
         assert a.text == b.text and "▁" not in a.text
     assert (tmp_path / "src.spm").is_file() and (tmp_path / "tgt.spm").is_file()
     assert os.stat(tmp_path / "config.yaml").st_mode & 0o044  # readable by others
+
+
+def test_bf16_mixed_precision_learns_and_keeps_fp32_weights(tmp_path):
+    config = _config(max_steps=21, precision="bf16")
+    config.data.dev = "toy"
+    translator = train(config, pairs=PAIRS, model_dir=tmp_path, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert log[-1]["dev_loss"] < log[0]["dev_loss"]
+    assert all(p.dtype == torch.float32 for p in translator.model.parameters())

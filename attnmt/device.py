@@ -1,0 +1,51 @@
+"""Where a run computes and in what precision.
+
+``auto`` picks CUDA, then Apple MPS, then the CPU.  Precision ``auto`` is bf16 autocast where the
+device has fast bf16 (CUDA, compute capability 8.0 and up) and fp32 elsewhere: on CPUs without
+AVX-512 BF16 or AMX, bf16 matrix products are slower than fp32, not faster (see bench/README.md).
+"""
+
+import contextlib
+import re
+
+import torch
+
+from attnmt.errors import AttnmtError
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """The device ``name`` names, checked to exist; ``auto`` is the best one present."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise AttnmtError(f"train.device: {name!r} is not one of {', '.join(DEVICES)}")
+    device = torch.device(name)
+    if device.type == "cuda" and (
+        not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+    ):
+        raise AttnmtError(f"train.device: {name} is not available on this machine (use auto or cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise AttnmtError("train.device: mps is not available on this machine (use auto or cpu)")
+    return device
+
+
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """``fp32`` or ``bf16``: what ``auto`` means on ``device``."""
+    if precision != "auto":
+        return precision
+    fast_bf16 = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+    return "bf16" if fast_bf16 else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass: matrix products in bf16, reductions and the loss in fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
