@@ -48,9 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("-o", "--output", type=Path, help="write the translations here, one per line")
     evaluate.add_argument("--batch-size", type=int, default=64)
     for command in (translate, evaluate):
+        command.add_argument("--beam", type=int, default=5, help="beam size; 1 is greedy search (default 5)")
+        command.add_argument("--alpha", type=float, default=1.0, help="GNMT length penalty; 0 ranks by log p")
         command.add_argument(
             "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
         )
+    translate.add_argument(
+        "--n-best", type=int, default=1, help="print the N best: sentence number, log p, translation (TSV)"
+    )
 
     download = commands.add_parser(
         "download", help="fetch a public corpus (tatoeba, multi30k) into the data directory"
@@ -137,14 +142,21 @@ def _load(args: argparse.Namespace):
 
 
 def _translate(args: argparse.Namespace) -> None:
+    if args.beam < 1 or not 1 <= args.n_best <= args.beam:
+        raise AttnmtError(f"--n-best {args.n_best} must be between 1 and --beam {args.beam}")
     translator = _load(args)
-    if args.text is not None:
-        for translation in translator.translate(args.text, batch_size=args.batch_size):
-            print(translation.text)
-        return
-    for chunk in _read_lines(sys.stdin.buffer, chunk_size=16 * args.batch_size):
-        translations = translator.translate(chunk, batch_size=args.batch_size)
-        sys.stdout.write("".join(t.text + "\n" for t in translations))
+    chunks = [args.text] if args.text is not None else _read_lines(sys.stdin.buffer, 16 * args.batch_size)
+    number = 0
+    for chunk in chunks:
+        options = {"batch_size": args.batch_size, "beam_size": args.beam, "alpha": args.alpha}
+        lines = []
+        for n_best in translator.translate_n_best(chunk, args.n_best, **options):
+            if args.n_best == 1:
+                lines.append(n_best[0].text + "\n")
+            else:
+                lines.extend(f"{number}\t{t.score:.4f}\t{t.text}\n" for t in n_best)
+            number += 1
+        sys.stdout.write("".join(lines))
         sys.stdout.flush()
 
 
@@ -160,7 +172,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         raise AttnmtError("--data: no test set given and the model's config has no data.test")
     pairs = load_pairs(spec, src_lang=data.src_lang, tgt_lang=data.tgt_lang, root=args.data_dir)
     sources, references = group_references(pairs)
-    hypotheses = [t.text for t in translator.translate(sources, batch_size=args.batch_size)]
+    translations = translator.translate(
+        sources, batch_size=args.batch_size, beam_size=args.beam, alpha=args.alpha
+    )
+    hypotheses = [t.text for t in translations]
     if args.output is not None:
         atomic_write_text(args.output, "".join(h + "\n" for h in hypotheses))
     scores = corpus_scores(hypotheses, references)

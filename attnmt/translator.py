@@ -9,7 +9,7 @@ from attnmt.config import Config
 from attnmt.data import pad
 from attnmt.errors import AttnmtError
 from attnmt.model import EncoderDecoderAttention
-from attnmt.search import greedy_search, max_output_lengths
+from attnmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths
 from attnmt.tokenization import Tokenizer
 from attnmt.vocab import EOS, Vocabulary
 
@@ -37,39 +37,65 @@ class Translator:
     tgt_tokenizer: Tokenizer
     config: Config
 
-    def translate(self, sentences: list[str], *, batch_size: int = 64) -> list[Translation]:
-        """Translate many sentences, batched by length; results come back in input order."""
+    def translate(
+        self, sentences: list[str], *, batch_size: int = 64, beam_size: int = 1, alpha: float = 1.0
+    ) -> list[Translation]:
+        """Translate many sentences, batched by length; results come back in input order.
+        ``beam_size`` 1 is greedy search; above 1, beam search ranking by log p / length_penalty(alpha)."""
+        return [
+            n[0]
+            for n in self.translate_n_best(
+                sentences, 1, batch_size=batch_size, beam_size=beam_size, alpha=alpha
+            )
+        ]
+
+    def translate_n_best(
+        self, sentences: list[str], n: int, *, batch_size: int = 64, beam_size: int = 5, alpha: float = 1.0
+    ) -> list[list[Translation]]:
+        """The ``n`` best translations of each sentence (``n`` ≤ ``beam_size``), best first."""
         if batch_size < 1:
             raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
+        if not 1 <= n <= beam_size:
+            raise AttnmtError(f"n-best {n} must be between 1 and the beam size ({beam_size})")
         tokenized = [self.src_tokenizer.tokenize(s) for s in sentences]
         order = sorted(range(len(sentences)), key=lambda i: len(tokenized[i]))
-        results: list[Translation | None] = [None] * len(sentences)
+        results: list[list[Translation] | None] = [None] * len(sentences)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            for i, translation in zip(
-                chunk, self._translate_tokens([tokenized[i] for i in chunk]), strict=True
-            ):
-                results[i] = translation
+            translated = self._translate_tokens([tokenized[i] for i in chunk], n, beam_size, alpha)
+            for i, translations in zip(chunk, translated, strict=True):
+                results[i] = translations
         return results
 
     @torch.no_grad()
-    def _translate_tokens(self, batch: list[list[str]]) -> list[Translation]:
+    def _translate_tokens(
+        self, batch: list[list[str]], n: int, beam_size: int, alpha: float
+    ) -> list[list[Translation]]:
         self.model.eval()
         device = next(self.model.parameters()).device
         src_tokens = [[*tokens, EOS] for tokens in batch]
         src, src_pad_mask = pad([self.src_vocab.encode(tokens) for tokens in src_tokens])
         src, src_pad_mask = src.to(device), src_pad_mask.to(device)
-        hypotheses = greedy_search(self.model, src, src_pad_mask, max_output_lengths(src_pad_mask))
-        translations = []
-        for source, hyp in zip(src_tokens, hypotheses, strict=True):
-            if len(source) == 1:  # empty input: nothing to translate
-                translations.append(Translation("", [], [], 0.0, np.zeros((0, 0), np.float32)))
-                continue
-            tokens = self.tgt_vocab.decode(hyp.tokens)
-            attention = None if hyp.attention is None else hyp.attention.float().cpu().numpy()
-            text = self.tgt_tokenizer.detokenize(tokens)
-            translations.append(Translation(text, [*tokens, EOS], source, hyp.score, attention))
-        return translations
+        lengths = max_output_lengths(src_pad_mask)
+        if beam_size == 1:
+            hypotheses = [[h] for h in greedy_search(self.model, src, src_pad_mask, lengths)]
+        else:
+            hypotheses = beam_search(
+                self.model, src, src_pad_mask, lengths, beam_size=beam_size, n_best=n, alpha=alpha
+            )
+        return [
+            [self._translation(source, hyp) for hyp in n_best]
+            for source, n_best in zip(src_tokens, hypotheses, strict=True)
+        ]
+
+    def _translation(self, source: list[str], hyp: Hypothesis) -> Translation:
+        if len(source) == 1:  # empty input: nothing to translate
+            return Translation("", [], [], 0.0, np.zeros((0, 0), np.float32))
+        tokens = self.tgt_vocab.decode(hyp.tokens)
+        attention = None if hyp.attention is None else hyp.attention.float().cpu().numpy()
+        return Translation(
+            self.tgt_tokenizer.detokenize(tokens), [*tokens, EOS], source, hyp.score, attention
+        )
 
 
 def translate_sentence(model: Translator, sentence: str) -> Translation:

@@ -121,3 +121,15 @@ def test_curves_plot_several_runs(tmp_path, capsys):
     assert out.read_bytes().startswith(b"\x89PNG")
     assert main(["curves", str(tmp_path / "nowhere"), "-o", str(out)]) == 1
     assert "nowhere/train.jsonl: no training log" in capsys.readouterr().err
+
+
+def test_n_best_lists_each_sentences_best_translations_first(model_dir, capsys):
+    texts = ["--text", "She loves cats.", "--text", "We are sad."]
+    assert main(["translate", str(model_dir), "--beam", "3", *texts]) == 0
+    one_best = capsys.readouterr().out.splitlines()
+    assert main(["translate", str(model_dir), "--beam", "3", "--n-best", "3", *texts]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [r[0] for r in rows] == ["0", "0", "0", "1", "1", "1"]
+    assert [rows[0][2], rows[3][2]] == one_best
+    assert main(["translate", str(model_dir), "--beam", "2", "--n-best", "3", *texts]) == 1
+    assert "--n-best 3 must be between 1 and --beam 2" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnmt.search import greedy_search, max_output_lengths
+from attnmt.search import beam_search, greedy_search, length_penalty, max_output_lengths
 
 EOS, A, B_, C = 3, 4, 5, 6
 V = 7
@@ -85,3 +85,165 @@ def test_attention_rows_follow_the_tokens_and_padding_columns_are_cut():
     first, second = greedy_search(model, src, mask, torch.tensor([10, 10]))
     assert first.tokens == [A] and first.attention.tolist() == [[1.0, 0.0], [0.0, 1.0]]
     assert second.tokens == [B_, C] and second.attention.tolist() == torch.eye(4)[:3].tolist()
+
+
+# ---- beam search ---------------------------------------------------------------------------------
+
+D = {  # next-token distributions by prefix; unlisted tokens get probability ~0 (log -1e9)
+    (): {A: 0.6, B_: 0.4},
+    (A,): {C: 0.5, EOS: 0.3, B_: 0.2},
+    (B_,): {EOS: 0.8, C: 0.2},
+    (A, C): {EOS: 1.0},
+    (A, B_): {EOS: 1.0},
+    (B_, C): {EOS: 1.0},
+}
+# Greedy: A (.6), C (.5), <eos> (1.0) → [A, C], p = .30.
+# Beam 2, step 0: beams A (.6), B (.4).
+#   step 1 extensions: B <eos> .32, A C .30, A <eos> .18, A B .12, B C .08.  The 2 best: B <eos> ends
+#   [B] (p .32); A C and A B (.12) stay alive (A <eos> is 3rd, not among the 2 best: not ended).
+#   step 2: A C <eos> .30 and A B <eos> .12 end; nothing is left alive.
+# Ranked by log p (alpha 0): [B] .32 > [A, C] .30 > [A, B] .12.
+# GNMT penalty, alpha 1: lp(|Y|) = (5 + |Y|) / 6 with <eos> counted:
+#   [B]: log .32 / (7/6) = -0.977;  [A, C]: log .30 / (8/6) = -0.903;  [A, B]: log .12 / (8/6) = -1.590.
+#   So [A, C] wins, though [B] ended first: after step 1 the live A C (log p -1.204) could still reach
+#   -1.204 / lp(10) = -0.482 > -0.977, so the beam must go on.
+
+
+@dataclass
+class PrefixState:
+    prefixes: list[tuple[int, ...]]
+
+
+class PrefixModel:
+    """Distributions looked up by the prefix emitted so far (the same for every sentence)."""
+
+    def __init__(self, table: dict[tuple[int, ...], dict[int, float]]):
+        self.table = table
+
+    def encode(self, src, src_pad_mask):
+        return src.size(0)
+
+    def init_state(self, batch):
+        return PrefixState([() for _ in range(batch)])
+
+    def step(self, prev, state):
+        prefixes = [p if t == SOS else (*p, t) for p, t in zip(state.prefixes, prev.tolist(), strict=True)]
+        log_probs = torch.full((len(prefixes), V), -1e9)
+        for i, prefix in enumerate(prefixes):
+            for token, p in self.table.get(prefix, {EOS: 1.0}).items():
+                log_probs[i, token] = math.log(p)
+        attn = torch.full((len(prefixes), 4), 0.25)
+        return log_probs, PrefixState(prefixes), attn
+
+    def reorder(self, state, index):
+        return PrefixState([state.prefixes[i] for i in index.tolist()])
+
+
+SOS = 2
+
+
+def test_beam_finds_a_more_probable_sentence_than_greedy():
+    src, mask = _src(1)
+    (greedy,) = greedy_search(PrefixModel(D), src, mask, torch.tensor([10]))
+    assert greedy.tokens == [A, C]
+    ((best,),) = beam_search(PrefixModel(D), src, mask, torch.tensor([10]), beam_size=2, alpha=0.0)
+    assert best.tokens == [B_]
+    assert math.isclose(best.score, math.log(0.32), rel_tol=1e-6)
+
+
+def test_the_beam_goes_on_after_its_first_hypothesis_ends_while_a_better_one_can_come():
+    src, mask = _src(1)
+    ((best,),) = beam_search(PrefixModel(D), src, mask, torch.tensor([10]), beam_size=2, alpha=1.0)
+    assert best.tokens == [A, C]
+    assert math.isclose(best.score, math.log(0.30), rel_tol=1e-6)  # the raw log-probability
+
+
+def test_n_best_lists_every_ended_hypothesis_by_penalised_score():
+    src, mask = _src(1)
+    (n_best,) = beam_search(PrefixModel(D), src, mask, torch.tensor([10]), beam_size=3, n_best=3, alpha=1.0)
+    # beam 3: at step 1, A <eos> (.18) is 3rd of the extensions, so [A] ends too: log .18 / (7/6) = -1.470,
+    # ahead of [A, B] (-1.590)
+    assert [h.tokens for h in n_best] == [[A, C], [B_], [A]]
+    penalised = [round(h.score / length_penalty(len(h.tokens) + 1, 1.0), 3) for h in n_best]
+    assert penalised == [-0.903, -0.977, -1.47]
+    assert all(h.attention.shape == (len(h.tokens) + 1, 4) for h in n_best)
+
+
+def test_beam_respects_minimum_and_maximum_lengths():
+    src, mask = _src(2)
+    hyps = beam_search(
+        PrefixModel(D),
+        src,
+        mask,
+        torch.tensor([10, 2]),
+        beam_size=2,
+        alpha=0.0,
+        min_lengths=torch.tensor([2, 0]),
+    )
+    assert hyps[0][0].tokens == [A, C]  # [B] is too short
+    assert hyps[1][0].tokens == [B_]  # at most 2 tokens with <eos>
+    ((cut,),) = beam_search(PrefixModel(D), src[:1], mask[:1], torch.tensor([1]), beam_size=2)
+    assert cut.tokens == [] and cut.score < -1e8  # no room for a word: <eos> at once, however improbable
+
+
+# ---- beam search on a real (untrained) model -------------------------------------------------------
+
+
+def _real_model_and_batch(seed: int = 0):
+    from attnmt.config import ModelConfig
+    from attnmt.data import pad
+    from attnmt.model import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(embed_size=16, hidden_size=32, dropout=0.0), 30, 30).eval()
+    g = torch.Generator().manual_seed(seed)
+    sentences = [torch.randint(4, 30, (int(n),), generator=g).tolist() + [EOS] for n in [3, 8, 1, 5, 6, 2]]
+    src, mask = pad(sentences)
+    return model, src, mask
+
+
+def test_beam_one_without_penalty_is_greedy():
+    model, src, mask = _real_model_and_batch()
+    greedy = greedy_search(model, src, mask, max_output_lengths(mask))
+    beam = beam_search(model, src, mask, max_output_lengths(mask), beam_size=1, alpha=0.0)
+    assert [h.tokens for h in greedy] == [b[0].tokens for b in beam]
+    for g, (b,) in zip(greedy, beam, strict=True):
+        assert math.isclose(g.score, b.score, rel_tol=1e-5)
+        torch.testing.assert_close(g.attention, b.attention)
+
+
+def test_the_top_of_the_n_best_list_is_the_one_best():
+    model, src, mask = _real_model_and_batch(1)
+    one = beam_search(model, src, mask, max_output_lengths(mask), beam_size=4)
+    many = beam_search(model, src, mask, max_output_lengths(mask), beam_size=4, n_best=4)
+    assert [o[0].tokens for o in one] == [m[0].tokens for m in many]
+    assert all(len(m) == 4 for m in many)
+
+
+def test_batched_beam_equals_one_sentence_at_a_time():
+    model, src, mask = _real_model_and_batch(2)
+    lengths = max_output_lengths(mask)
+    together = beam_search(model, src, mask, lengths, beam_size=3, n_best=2)
+    for i in range(src.size(0)):
+        real = int((~mask[i]).sum())
+        (alone,) = beam_search(
+            model, src[i : i + 1, :real], mask[i : i + 1, :real], lengths[i : i + 1], beam_size=3, n_best=2
+        )
+        assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
+        for a, t in zip(alone, together[i], strict=True):
+            assert math.isclose(a.score, t.score, rel_tol=1e-4)
+            torch.testing.assert_close(a.attention, t.attention, atol=1e-5, rtol=1e-4)
+
+
+def test_scores_are_the_teacher_forced_log_probabilities():
+    model, src, mask = _real_model_and_batch(3)
+    hyps = beam_search(model, src, mask, max_output_lengths(mask), beam_size=3, n_best=3, alpha=0.6)
+    for i, n_best in enumerate(hyps):
+        penalised = [h.score / length_penalty(len(h.tokens) + 1, 0.6) for h in n_best]
+        assert penalised == sorted(penalised, reverse=True)
+        for h in n_best:
+            target = torch.tensor([[SOS, *h.tokens, EOS]])
+            with torch.no_grad():
+                logits, _ = model(src[i : i + 1], mask[i : i + 1], target[:, :-1])
+            rescored = torch.log_softmax(logits.float(), -1).gather(2, target[:, 1:, None]).sum()
+            assert math.isclose(h.score, float(rescored), rel_tol=1e-4, abs_tol=1e-4)
