@@ -40,14 +40,34 @@ def main(argv: list[str] | None = None) -> int:
     translate.add_argument("--batch-size", type=int, default=64)
 
     evaluate = commands.add_parser("evaluate", help="BLEU and chrF of a model on a test set")
-    evaluate.add_argument("model_dir", type=Path)
+    evaluate.add_argument("model_dirs", type=Path, nargs="+", metavar="MODEL_DIR")
     evaluate.add_argument(
         "--data", help="data spec, e.g. tatoeba:test or src.txt,ref.txt (default: data.test)"
     )
     evaluate.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
     evaluate.add_argument("-o", "--output", type=Path, help="write the translations here, one per line")
+    evaluate.add_argument("--by-length", action="store_true",
+                          help="also BLEU/chrF per source-length bucket, with 95%% bootstrap intervals")  # fmt: skip
+    evaluate.add_argument("--plot", type=Path, help="with --by-length: draw BLEU against length, all models")
     evaluate.add_argument("--batch-size", type=int, default=64)
-    for command in (translate, evaluate):
+    attention = commands.add_parser(
+        "attention", help="draw attention heatmaps and print word alignments (translation<TAB>i-j pairs)"
+    )
+    attention.add_argument("model_dir", type=Path)
+    attention.add_argument("--text", action="append", help="a sentence (repeatable; default: stdin lines)")
+    attention.add_argument("-o", "--output", type=Path, required=True,
+                           help="a .png/.svg/.pdf for one sentence; a directory for several, one picture each")  # fmt: skip
+    attention.add_argument(
+        "--format", choices=("png", "svg", "pdf"), default="png", help="pictures in a directory"
+    )
+    attention.add_argument("--threshold", type=float,
+                           help="align every source token with at least this weight (default: the most attended)")  # fmt: skip
+    attention.add_argument("--batch-size", type=int, default=64)
+    translate.add_argument("--replace-unk", action="store_true",
+                           help="replace each <unk> by the source word it attends to most (Luong et al. 2015)")  # fmt: skip
+    translate.add_argument("--dictionary", type=Path,
+                           help="with --replace-unk: a source<TAB>target word list to translate that word")  # fmt: skip
+    for command in (translate, evaluate, attention):
         command.add_argument("--beam", type=int, default=5, help="beam size; 1 is greedy search (default 5)")
         command.add_argument("--alpha", type=float, default=1.0, help="GNMT length penalty; 0 ranks by log p")
         command.add_argument(
@@ -89,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             _download(args)
         elif args.command == "curves":
             _curves(args)
+        elif args.command == "attention":
+            _attention(args)
         else:
             _translate(args)
     except AttnmtError as e:
@@ -131,12 +153,12 @@ def _train(args: argparse.Namespace) -> None:
         print(f"saved model to {args.model_dir}", file=sys.stderr)
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, model_dir: Path | None = None):
     from attnmt.device import select_device
     from attnmt.modeldir import load_model
 
     device = select_device(args.device)
-    translator = load_model(args.model_dir)
+    translator = load_model(model_dir or args.model_dir)
     translator.model.to(device)
     return translator
 
@@ -144,13 +166,24 @@ def _load(args: argparse.Namespace):
 def _translate(args: argparse.Namespace) -> None:
     if args.beam < 1 or not 1 <= args.n_best <= args.beam:
         raise AttnmtError(f"--n-best {args.n_best} must be between 1 and --beam {args.beam}")
+    dictionary = None
+    if args.dictionary is not None:
+        if not args.replace_unk:
+            raise AttnmtError("--dictionary: only used with --replace-unk")
+        from attnmt.corpora import read_tsv
+
+        dictionary = dict(read_tsv(args.dictionary))
     translator = _load(args)
+    if args.replace_unk and translator.model.decoder.attention is None:
+        raise AttnmtError(f"--replace-unk: {args.model_dir} has no attention to find the source word with")
     chunks = [args.text] if args.text is not None else _read_lines(sys.stdin.buffer, 16 * args.batch_size)
     number = 0
     for chunk in chunks:
         options = {"batch_size": args.batch_size, "beam_size": args.beam, "alpha": args.alpha}
         lines = []
         for n_best in translator.translate_n_best(chunk, args.n_best, **options):
+            if args.replace_unk:
+                n_best = [translator.replace_unknowns(t, dictionary) for t in n_best]
             if args.n_best == 1:
                 lines.append(n_best[0].text + "\n")
             else:
@@ -163,25 +196,72 @@ def _translate(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from attnmt.corpora import group_references, load_pairs
     from attnmt.files import atomic_write_text
-    from attnmt.metrics import corpus_scores
+    from attnmt.metrics import corpus_scores, scores_by_length
 
-    translator = _load(args)
-    data = translator.config.data
-    spec = args.data or data.test
-    if spec is None:
-        raise AttnmtError("--data: no test set given and the model's config has no data.test")
-    pairs = load_pairs(spec, src_lang=data.src_lang, tgt_lang=data.tgt_lang, root=args.data_dir)
-    sources, references = group_references(pairs)
-    translations = translator.translate(
-        sources, batch_size=args.batch_size, beam_size=args.beam, alpha=args.alpha
+    if args.output is not None and len(args.model_dirs) > 1:
+        raise AttnmtError("-o/--output: one model at a time (the translations of one model)")
+    if args.plot is not None and not args.by_length:
+        raise AttnmtError("--plot: draws the --by-length scores; add --by-length")
+    by_length = {}
+    for model_dir in args.model_dirs:
+        translator = _load(args, model_dir)
+        data = translator.config.data
+        spec = args.data or data.test
+        if spec is None:
+            raise AttnmtError(f"--data: no test set given and {model_dir}'s config has no data.test")
+        pairs = load_pairs(spec, src_lang=data.src_lang, tgt_lang=data.tgt_lang, root=args.data_dir)
+        sources, references = group_references(pairs)
+        options = {"batch_size": args.batch_size, "beam_size": args.beam, "alpha": args.alpha}
+        hypotheses = [t.text for t in translator.translate(sources, **options)]
+        if args.output is not None:
+            atomic_write_text(args.output, "".join(h + "\n" for h in hypotheses))
+        scores = corpus_scores(hypotheses, references)
+        print(f"{model_dir} on {spec}: {len(sources):,} sentences, {len(pairs):,} references")
+        print(f"BLEU {scores.bleu:.2f}  {scores.bleu_signature}")
+        print(f"chrF {scores.chrf:.2f}  {scores.chrf_signature}")
+        if args.by_length:
+            by_length[model_dir.name] = buckets = scores_by_length(sources, hypotheses, references)
+            print(f"{'words':>8} {'sentences':>9} {'BLEU':>6} {'95% CI':>8} {'chrF':>6}")
+            for b in buckets:
+                print(
+                    f"{b.label:>8} {b.sentences:>9,} {b.bleu:>6.2f} {'±' + format(b.bleu_ci, '.2f'):>8} {b.chrf:>6.2f}"
+                )
+    if args.plot is not None:
+        from attnmt.plotting import plot_bleu_by_length
+
+        plot_bleu_by_length(by_length, args.plot)
+
+
+def _attention(args: argparse.Namespace) -> None:
+    from attnmt.alignment import hard_alignment, pharaoh
+    from attnmt.plotting import plot_attention
+
+    sentences = (
+        args.text
+        if args.text is not None
+        else [line for chunk in _read_lines(sys.stdin.buffer, 1024) for line in chunk]
     )
-    hypotheses = [t.text for t in translations]
-    if args.output is not None:
-        atomic_write_text(args.output, "".join(h + "\n" for h in hypotheses))
-    scores = corpus_scores(hypotheses, references)
-    print(f"{spec}: {len(sources):,} sentences, {len(pairs):,} references")
-    print(f"BLEU {scores.bleu:.2f}  {scores.bleu_signature}")
-    print(f"chrF {scores.chrf:.2f}  {scores.chrf_signature}")
+    one_file = args.output.suffix.lower() in (".png", ".svg", ".pdf")
+    if one_file and len(sentences) != 1:
+        raise AttnmtError(f"{args.output}: {len(sentences)} sentences need a directory, one picture each")
+    if not one_file:
+        try:
+            args.output.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AttnmtError(f"{args.output}: cannot make the directory ({e.strerror})") from None
+    translator = _load(args)
+    if translator.model.decoder.attention is None:
+        raise AttnmtError(f"{args.model_dir}: this model has no attention to draw")
+    translations = translator.translate(
+        sentences, batch_size=args.batch_size, beam_size=args.beam, alpha=args.alpha
+    )
+    for number, t in enumerate(translations, 1):
+        if not t.tokens:  # an empty line
+            print("")
+            continue
+        path = args.output if one_file else args.output / f"sentence-{number:04d}.{args.format}"
+        plot_attention(t.attention, t.src_tokens, t.tokens, path)
+        print(f"{t.text}\t{pharaoh(hard_alignment(t.attention, args.threshold))}")
 
 
 def _download(args: argparse.Namespace) -> None:

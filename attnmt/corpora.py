@@ -7,6 +7,7 @@ A *data spec* names a set of pairs, in configs and on the command line:
     multi30k:train|val|test_2016_flickr
     path/to/pairs.tsv            source<TAB>target lines (a third column, e.g. attribution, is ignored)
     path/to/src.txt,path/to/tgt.txt   two line-aligned files
+    long:SPEC                    SPEC's sentences joined into long ones (see join_consecutive)
 
 Corpus files may be gzipped (``.gz``).  They live in the data directory: ``--data-dir``, else
 ``$ATTNMT_DATA``, else ``$XDG_DATA_HOME/attnmt`` (``~/.local/share/attnmt``), in the layout
@@ -146,6 +147,8 @@ def load_pairs(
     name, _, split = spec.partition(":")
     if spec == "toy":
         return toy_pairs(src_lang, tgt_lang)
+    if name == "long":
+        return join_consecutive(load_pairs(split, src_lang=src_lang, tgt_lang=tgt_lang, root=root))
     if name == "tatoeba":
         if split not in TATOEBA_SPLITS:
             raise AttnmtError(f"{spec}: unknown split; choose one of {', '.join(TATOEBA_SPLITS)}")
@@ -170,6 +173,25 @@ def group_references(pairs: list[Pair]) -> tuple[list[str], list[list[str]]]:
     for src, tgt in pairs:
         refs.setdefault(src, []).append(tgt)
     return list(refs), list(refs.values())
+
+
+LONG_LENGTHS = (10, 20, 30, 40, 50, 60)
+
+
+def join_consecutive(pairs: list[Pair]) -> list[Pair]:
+    """A long-sentence test set from short pairs: consecutive sources (with their first reference) are
+    joined with spaces until the k-th joined source has at least ``LONG_LENGTHS[k % 6]`` words, so
+    lengths spread evenly over 10–60+ words.  Deterministic: the same pairs give the same set."""
+    sources, references = group_references(pairs)
+    joined, src, tgt, words = [], [], [], 0
+    for source, refs in zip(sources, references, strict=True):
+        src.append(source)
+        tgt.append(refs[0])
+        words += len(source.split())
+        if words >= LONG_LENGTHS[len(joined) % len(LONG_LENGTHS)]:
+            joined.append((" ".join(src), " ".join(tgt)))
+            src, tgt, words = [], [], 0
+    return joined
 
 
 def _oriented(pairs: list[Pair], corpus: str, src_lang: str, tgt_lang: str) -> list[Pair]:

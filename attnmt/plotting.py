@@ -67,6 +67,27 @@ def plot_curves(logs: dict[str, list[dict]], path: Path | None = None) -> Figure
     return fig
 
 
+def plot_bleu_by_length(results: dict[str, list], path: Path | None = None) -> Figure:
+    """BLEU against source length, one line per model, with 95 % bootstrap intervals: ``results`` maps a
+    model's name to its :class:`attnmt.metrics.BucketScores` (Bahdanau et al. 2015, fig. 2)."""
+    labels = sorted({b.label: b.low for r in results.values() for b in r}.items(), key=lambda x: x[1])
+    position = {label: i for i, (label, _) in enumerate(labels)}
+    fig = Figure(figsize=(7.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for name, buckets in results.items():
+        x = [position[b.label] for b in buckets]
+        ax.errorbar(
+            x, [b.bleu for b in buckets], yerr=[b.bleu_ci for b in buckets], marker="o", capsize=3, label=name
+        )
+    ax.set_xticks(range(len(labels)), [label for label, _ in labels])
+    ax.set(xlabel="source sentence length (words)", ylabel="BLEU")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
 def save_figure(fig: Figure, path: Path) -> None:
     """Write ``fig`` atomically in the format ``path``'s suffix names (.png, .svg, .pdf)."""
     path = Path(path)

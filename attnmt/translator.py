@@ -1,10 +1,12 @@
 """Steps 7–8: translate text with a trained model.  The CLI, notebooks and demos all call this."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from attnmt.alignment import replace_unknowns
 from attnmt.config import Config
 from attnmt.data import pad
 from attnmt.errors import AttnmtError
@@ -87,6 +89,20 @@ class Translator:
             [self._translation(source, hyp) for hyp in n_best]
             for source, n_best in zip(src_tokens, hypotheses, strict=True)
         ]
+
+    def replace_unknowns(
+        self, translation: Translation, dictionary: dict[str, str] | None = None
+    ) -> Translation:
+        """``translation`` with each ``<unk>`` replaced by the source word it attends to most, looked
+        up in ``dictionary`` if given (Luong et al. 2015)."""
+        if translation.attention is None:
+            raise AttnmtError("unknown-word replacement needs attention; this model has none")
+        tokens = replace_unknowns(
+            translation.tokens, translation.src_tokens, translation.attention, dictionary
+        )
+        return dataclasses.replace(
+            translation, text=self.tgt_tokenizer.detokenize(tokens[:-1]), tokens=tokens
+        )
 
     def _translation(self, source: list[str], hyp: Hypothesis) -> Translation:
         if len(source) == 1:  # empty input: nothing to translate

@@ -133,3 +133,68 @@ def test_n_best_lists_each_sentences_best_translations_first(model_dir, capsys):
     assert [rows[0][2], rows[3][2]] == one_best
     assert main(["translate", str(model_dir), "--beam", "2", "--n-best", "3", *texts]) == 1
     assert "--n-best 3 must be between 1 and --beam 2" in capsys.readouterr().err
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_attention_heatmap_grows_with_the_sentence(model_dir, tmp_path, capsys):
+    short, long = tmp_path / "short.png", tmp_path / "long.png"
+    assert main(["attention", str(model_dir), "--text", "We are happy.", "-o", str(short)]) == 0
+    text, alignment = capsys.readouterr().out.rstrip("\n").split("\t")
+    assert text and all(len(link.split("-")) == 2 for link in alignment.split())
+    sentence = " ".join(["she loves cats and he loves dogs ."] * 6)  # 48 tokens
+    assert main(["attention", str(model_dir), "--text", sentence, "-o", str(long)]) == 0
+    (w1, h1), (w2, h2) = _png_size(short), _png_size(long)
+    assert w2 > 3 * w1 and h2 > h1
+
+
+def test_attention_writes_one_picture_per_sentence(model_dir, tmp_path, capsys):
+    texts = ["--text", "She loves cats.", "--text", "We are sad.", "--text", "He is tired."]
+    assert main(["attention", str(model_dir), *texts, "-o", str(tmp_path / "pics"), "--format", "svg"]) == 0
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == [
+        f"sentence-000{i}.svg" for i in (1, 2, 3)
+    ]
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert main(["attention", str(model_dir), *texts, "-o", str(tmp_path / "one.png")]) == 1
+    assert "3 sentences need a directory" in capsys.readouterr().err
+
+
+@pytest.fixture
+def test_tsv(tmp_path) -> Path:
+    pairs = [
+        ("She loves cats.", "Elle aime les chats."),
+        ("We are happy.", "Nous sommes heureux."),
+        ("We are happy.", "Nous sommes contents."),  # a second reference
+        (
+            "He is tired and she is sad and they are hungry.",
+            "Il est fatigué et elle est triste et ils ont faim.",
+        ),
+    ]
+    path = tmp_path / "test.tsv"
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    return path
+
+
+def test_evaluate_scores_with_signatures_and_writes_hypotheses(model_dir, test_tsv, tmp_path, capsys):
+    out = tmp_path / "hyps.txt"
+    assert main(["evaluate", str(model_dir), "--data", str(test_tsv), "-o", str(out), "--by-length"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 sentences, 4 references" in printed
+    assert "nrefs:var|case:mixed|eff:no|tok:13a" in printed and "chrF2|nrefs:var" in printed
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 3
+    table = printed.split("chrF\n")[-1].splitlines()
+    assert [row.split()[0] for row in table] == ["1-5", "11-15"]
+    assert sum(int(row.split()[1]) for row in table) == 3
+
+
+def test_evaluate_plots_bleu_by_length_for_several_models(model_dir, test_tsv, tmp_path, capsys):
+    plot = tmp_path / "by-length.svg"
+    args = ["evaluate", str(model_dir), str(model_dir), "--data", str(test_tsv), "--by-length", "--beam", "1"]
+    assert main([*args, "--plot", str(plot)]) == 0
+    assert plot.read_text().count("<svg") == 1
+    assert main([*args[:-3], "--plot", str(plot)]) == 1
+    assert "--plot: draws the --by-length scores" in capsys.readouterr().err

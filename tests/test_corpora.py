@@ -9,6 +9,7 @@ from attnmt.corpora import (
     clean,
     data_dir,
     group_references,
+    join_consecutive,
     load_pairs,
     read_parallel,
     read_tsv,
@@ -133,3 +134,13 @@ def test_cleaning_counts_what_it_drops():
     assert (report.read, report.empty, report.too_long, report.bad_ratio, report.duplicates, report.kept) == (
         6, 1, 1, 1, 1, 2,
     )  # fmt: skip
+
+
+def test_long_sentences_are_consecutive_pairs_joined(tmp_path):
+    pairs = [(f"word {i} here .", f"mot {i} ici .") for i in range(200)] + [("word 0 here .", "second ref")]
+    joined = join_consecutive(pairs)
+    lengths = [len(s.split()) for s, _ in joined]
+    assert lengths[:6] == [12, 20, 32, 40, 52, 60]  # 4-word sentences until at least 10, 20, ... 60 words
+    assert joined[0] == ("word 0 here . word 1 here . word 2 here .", "mot 0 ici . mot 1 ici . mot 2 ici .")
+    (tmp_path / "pairs.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    assert load_pairs(f"long:{tmp_path / 'pairs.tsv'}") == joined

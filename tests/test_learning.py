@@ -1,24 +1,11 @@
 """Learnability: real training runs, small enough for CI, that must reach a clear bar."""
 
-import random
-
 import pytest
 
 from attnmt.config import config_from_dict
 from attnmt.corpora import toy_pairs
+from attnmt.synthetic import reversal_pairs
 from attnmt.training import train
-
-SYMBOLS = [chr(ord("a") + i) for i in range(20)]
-
-
-def reversal_pairs(n: int, seed: int) -> list[tuple[str, str]]:
-    """Random sequences of 5–20 symbols and their reversal."""
-    rng = random.Random(seed)
-    pairs = []
-    for _ in range(n):
-        tokens = [rng.choice(SYMBOLS) for _ in range(rng.randint(5, 20))]
-        pairs.append((" ".join(tokens), " ".join(reversed(tokens))))
-    return pairs
 
 
 def reversal_accuracy(attention: str) -> float:

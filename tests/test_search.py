@@ -197,7 +197,7 @@ def _real_model_and_batch(seed: int = 0):
     torch.manual_seed(seed)
     model = build_model(ModelConfig(embed_size=16, hidden_size=32, dropout=0.0), 30, 30).eval()
     g = torch.Generator().manual_seed(seed)
-    sentences = [torch.randint(4, 30, (int(n),), generator=g).tolist() + [EOS] for n in [3, 8, 1, 5, 6, 2]]
+    sentences = [[*torch.randint(4, 30, (int(n),), generator=g).tolist(), EOS] for n in [3, 8, 1, 5, 6, 2]]
     src, mask = pad(sentences)
     return model, src, mask
 
