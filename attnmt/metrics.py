@@ -62,12 +62,13 @@ def scores_by_length(
         hyps, refs = [hypotheses[i] for i in index], [references[i] for i in index]
         most = max(len(r) for r in refs)
         streams = [[r[j] if j < len(r) else None for r in refs] for j in range(most)]
-        bleu = BLEU().corpus_score(hyps, streams, n_bootstrap=1000 if len(index) > 1 else 1)
+        resamples = 1000 if len(index) > 1 else 1
+        bleu = BLEU().corpus_score(hyps, streams, n_bootstrap=resamples)
         low = 1 if k == 0 else edges[k - 1] + 1
         results.append(
             BucketScores(
                 low, edges[k] if k < len(edges) else None, len(index), bleu.score,
-                getattr(bleu, "_ci", 0.0) or 0.0, CHRF().corpus_score(hyps, streams).score,
+                bleu._ci if resamples > 1 else 0.0, CHRF().corpus_score(hyps, streams).score,
             )
         )  # fmt: skip
     return results

@@ -143,12 +143,12 @@ def beam_search(
                 if attn_history is None
                 else torch.cat([attn_history.index_select(0, origin), new_attn], 1)
             )
-        for b in range(batch):
+        best_alive = scores.max(dim=1).values.tolist()  # ≤ 0: a prefix of t + 1 tokens ends at t + 2 … max
+        for b, (best, longest) in enumerate(zip(best_alive, max_lengths.tolist(), strict=True)):
             if not done[b] and len(finished[b]) >= n_best:
                 nth = sorted(s for s, _ in finished[b])[-n_best]
-                best = float(scores[b].max())  # ≤ 0: a prefix of t + 1 tokens ends with t + 2 to max_lengths
                 best_possible = max(
-                    best / length_penalty(t + 2, alpha), best / length_penalty(int(max_lengths[b]), alpha)
+                    best / length_penalty(t + 2, alpha), best / length_penalty(longest, alpha)
                 )
                 done[b] = nth >= best_possible
         if all(done):

@@ -256,7 +256,10 @@ class _Run:
             tokens, epoch_loss, epoch_tokens = tokens + n, epoch_loss + loss * n, epoch_tokens + n
             speed = tokens / max(1e-9, time.perf_counter() - started)
             bar.update()
-            bar.set_postfix(epoch=s.epoch, loss=f"{loss:.3f}", lr=f"{s.lr:.2g}", tok_s=f"{speed:.0f}")
+            postfix = {"epoch": s.epoch, "loss": f"{loss:.3f}", "lr": f"{s.lr:.2g}", "tok_s": f"{speed:.0f}"}
+            if cfg.max_minutes is not None:  # the budget's ETA, when the bar's own (by steps) cannot know
+                postfix["budget_left"] = f"{max(0.0, cfg.max_minutes - s.seconds / 60):.1f}min"
+            bar.set_postfix(postfix)
             if bar.disable and time.perf_counter() - last_line >= 60:
                 last_line = time.perf_counter()
                 self.say(

@@ -149,7 +149,7 @@ def test_attention_heatmap_grows_with_the_sentence(model_dir, tmp_path, capsys):
     sentence = " ".join(["she loves cats and he loves dogs ."] * 6)  # 48 tokens
     assert main(["attention", str(model_dir), "--text", sentence, "-o", str(long)]) == 0
     (w1, h1), (w2, h2) = _png_size(short), _png_size(long)
-    assert w2 > 3 * w1 and h2 > h1
+    assert w2 > 3 * w1 and h2 >= h1  # rows follow the (model-dependent) translation
 
 
 def test_attention_writes_one_picture_per_sentence(model_dir, tmp_path, capsys):
@@ -184,7 +184,8 @@ def test_evaluate_scores_with_signatures_and_writes_hypotheses(model_dir, test_t
     assert main(["evaluate", str(model_dir), "--data", str(test_tsv), "-o", str(out), "--by-length"]) == 0
     printed = capsys.readouterr().out
     assert "3 sentences, 4 references" in printed
-    assert "nrefs:var|case:mixed|eff:no|tok:13a" in printed and "chrF2|nrefs:var" in printed
+    assert "BLEU" in printed and "nrefs:var|case:mixed|eff:no|tok:13a" in printed
+    assert "nrefs:var|case:mixed|eff:yes|nc:6|nw:0" in printed  # chrF
     assert len(out.read_text(encoding="utf-8").splitlines()) == 3
     table = printed.split("chrF\n")[-1].splitlines()
     assert [row.split()[0] for row in table] == ["1-5", "11-15"]
