@@ -164,8 +164,6 @@ def _load(args: argparse.Namespace, model_dir: Path | None = None):
 
 
 def _translate(args: argparse.Namespace) -> None:
-    if args.beam < 1 or not 1 <= args.n_best <= args.beam:
-        raise AttnmtError(f"--n-best {args.n_best} must be between 1 and --beam {args.beam}")
     dictionary = None
     if args.dictionary is not None:
         if not args.replace_unk:
@@ -177,9 +175,9 @@ def _translate(args: argparse.Namespace) -> None:
     if args.replace_unk and translator.model.decoder.attention is None:
         raise AttnmtError(f"--replace-unk: {args.model_dir} has no attention to find the source word with")
     chunks = [args.text] if args.text is not None else _read_lines(sys.stdin.buffer, 16 * args.batch_size)
+    options = {"batch_size": args.batch_size, "beam_size": args.beam, "alpha": args.alpha}
     number = 0
     for chunk in chunks:
-        options = {"batch_size": args.batch_size, "beam_size": args.beam, "alpha": args.alpha}
         lines = []
         for n_best in translator.translate_n_best(chunk, args.n_best, **options):
             if args.replace_unk:
@@ -220,7 +218,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"BLEU {scores.bleu:.2f}  {scores.bleu_signature}")
         print(f"chrF {scores.chrf:.2f}  {scores.chrf_signature}")
         if args.by_length:
-            by_length[model_dir.name] = buckets = scores_by_length(sources, hypotheses, references)
+            by_length[str(model_dir)] = buckets = scores_by_length(sources, hypotheses, references)
             print(f"{'words':>8} {'sentences':>9} {'BLEU':>6} {'95% CI':>8} {'chrF':>6}")
             for b in buckets:
                 print(

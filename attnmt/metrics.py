@@ -18,8 +18,7 @@ class Scores:
 
 def corpus_scores(hypotheses: list[str], references: list[list[str]]) -> Scores:
     """``references[i]`` holds every reference translation of sentence i (one or more)."""
-    most = max((len(r) for r in references), default=1)
-    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
+    streams = _reference_streams(references)
     bleu, chrf = BLEU(), CHRF()
     b, c = bleu.corpus_score(hypotheses, streams), chrf.corpus_score(hypotheses, streams)
     return Scores(b.score, c.score, str(bleu.get_signature()), str(chrf.get_signature()))
@@ -59,9 +58,7 @@ def scores_by_length(
     results = []
     for k in sorted(buckets):
         index = buckets[k]
-        hyps, refs = [hypotheses[i] for i in index], [references[i] for i in index]
-        most = max(len(r) for r in refs)
-        streams = [[r[j] if j < len(r) else None for r in refs] for j in range(most)]
+        hyps, streams = [hypotheses[i] for i in index], _reference_streams([references[i] for i in index])
         resamples = 1000 if len(index) > 1 else 1
         bleu = BLEU().corpus_score(hyps, streams, n_bootstrap=resamples)
         low = 1 if k == 0 else edges[k - 1] + 1
@@ -72,3 +69,9 @@ def scores_by_length(
             )
         )  # fmt: skip
     return results
+
+
+def _reference_streams(references: list[list[str]]) -> list[list[str | None]]:
+    """sacrebleu's layout: stream k holds every sentence's k-th reference, None where it has fewer."""
+    most = max((len(r) for r in references), default=1)
+    return [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]

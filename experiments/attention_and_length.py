@@ -93,17 +93,16 @@ def _exact_match_figure(curves: dict[str, list[float]]):
 
 def tatoeba(model_dirs: list[Path], beam: int) -> None:
     results, lines = {}, []
+    translators = {model_dir: load_model(model_dir) for model_dir in model_dirs}  # each loaded once
     for spec in ("tatoeba:test", "long:tatoeba:test"):
+        sources, references = group_references(load_pairs(spec))
         lines += [
             f"### {spec}",
             "",
             "| model | sentences | BLEU | chrF | BLEU by source length (words) |",
             "|---|---|---|---|---|",
         ]
-        for model_dir in model_dirs:
-            translator = load_model(model_dir)
-            pairs = load_pairs(spec)
-            sources, references = group_references(pairs)
+        for model_dir, translator in translators.items():
             hypotheses = [t.text for t in translator.translate(sources, beam_size=beam)]
             scores = corpus_scores(hypotheses, references)
             buckets = scores_by_length(sources, hypotheses, references)

@@ -132,7 +132,7 @@ def test_n_best_lists_each_sentences_best_translations_first(model_dir, capsys):
     assert [r[0] for r in rows] == ["0", "0", "0", "1", "1", "1"]
     assert [rows[0][2], rows[3][2]] == one_best
     assert main(["translate", str(model_dir), "--beam", "2", "--n-best", "3", *texts]) == 1
-    assert "--n-best 3 must be between 1 and --beam 2" in capsys.readouterr().err
+    assert "n-best 3 must be between 1 and the beam size (2)" in capsys.readouterr().err
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -192,10 +192,23 @@ def test_evaluate_scores_with_signatures_and_writes_hypotheses(model_dir, test_t
     assert sum(int(row.split()[1]) for row in table) == 3
 
 
-def test_evaluate_plots_bleu_by_length_for_several_models(model_dir, test_tsv, tmp_path, capsys):
+def test_evaluate_plots_bleu_by_length_for_several_models(model_dir, test_tsv, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import attnmt.plotting
+
+    twin = tmp_path / "twin" / model_dir.name  # same last name, another model directory
+    shutil.copytree(model_dir, twin)
+    drawn = {}
+    real = attnmt.plotting.plot_bleu_by_length
+    monkeypatch.setattr(
+        attnmt.plotting, "plot_bleu_by_length", lambda r, path: drawn.update(r) or real(r, path)
+    )
     plot = tmp_path / "by-length.svg"
-    args = ["evaluate", str(model_dir), str(model_dir), "--data", str(test_tsv), "--by-length", "--beam", "1"]
+    args = ["evaluate", str(model_dir), str(twin), "--data", str(test_tsv), "--by-length", "--beam", "1"]
     assert main([*args, "--plot", str(plot)]) == 0
+    assert sorted(drawn) == sorted([str(model_dir), str(twin)])  # one line per model
+    assert all(sum(b.sentences for b in buckets) == 3 for buckets in drawn.values())
     assert plot.read_text().count("<svg") == 1
     assert main([*args[:-3], "--plot", str(plot)]) == 1
     assert "--plot: draws the --by-length scores" in capsys.readouterr().err
