@@ -104,3 +104,56 @@ def make_attention(kind: str, *, query_size: int, key_size: int) -> Attention:
     if kind == "additive":
         return AdditiveAttention(query_size, key_size, hidden_size=query_size)
     raise ValueError(f"unknown attention {kind!r}; choose one of {', '.join(ATTENTION_TYPES)}")
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention (Vaswani et al. 2017, §3.2.2): h heads of eq. 1 side by side,
+
+        MultiHead(Q, K, V) = Concat(head_1, …, head_h) W^O,   head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
+
+    Each head is the :class:`ScaledDotAttention` above, run on (B, h, ·, d_k) tensors.  ``project``
+    turns keys and values into heads once, so a decoder can cache them (the encoder's for every step,
+    its own as they grow).  Without ``need_weights`` PyTorch's fused ``scaled_dot_product_attention``
+    computes the same result faster and returns no weights.
+    """
+
+    def __init__(self, d_model: int, heads: int):
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"d_model {d_model} is not divisible by {heads} heads")
+        self.heads = heads
+        self.attention = ScaledDotAttention()
+        self.W_q = nn.Linear(d_model, d_model)
+        self.W_k = nn.Linear(d_model, d_model)
+        self.W_v = nn.Linear(d_model, d_model)
+        self.W_o = nn.Linear(d_model, d_model)
+
+    def split(self, x: Tensor) -> Tensor:
+        """(B, T, d_model) → (B, h, T, d_k)"""
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+    def project(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, S, d_model) keys and values → per-head K W^K, V W^V, each (B, h, S, d_k)."""
+        return self.split(self.W_k(keys)), self.split(self.W_v(values))
+
+    def forward(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """query (B, T, d_model); keys, values projected heads (B, h, S, d_k); mask bool, broadcastable
+        to (B, h, T, S), True where not allowed.  Returns (B, T, d_model) and the weights (B, h, T, S)
+        with ``need_weights``, else None."""
+        q = self.split(self.W_q(query))  # (B, h, T, d_k)
+        if need_weights:
+            context, weights = self.attention(q, keys, values, mask)
+        else:
+            allowed = None if mask is None else ~mask
+            context, weights = (
+                torch.nn.functional.scaled_dot_product_attention(q, keys, values, allowed),
+                None,
+            )
+        return self.W_o(context.transpose(1, 2).flatten(-2)), weights  # (B, T, d_model)

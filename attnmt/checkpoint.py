@@ -104,3 +104,25 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def average_checkpoints(model_dir: Path, last: int) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the weights in the newest ``last`` checkpoints of ``model_dir``
+    (Vaswani et al. 2017, §6.1: "averaging the last 5 checkpoints")."""
+    checkpoints = sorted(checkpoint_dir(model_dir).glob("step-*"))[-last:]
+    if len(checkpoints) < last:
+        raise AttnmtError(
+            f"{checkpoint_dir(model_dir)}: {len(checkpoints)} checkpoint(s), {last} needed "
+            "(train with a larger train.keep_checkpoints)"
+        )
+    total: dict[str, torch.Tensor] = {}
+    for path in checkpoints:
+        try:
+            weights = safetensors.torch.load_file(path / "model.safetensors")
+        except (OSError, safetensors.SafetensorError) as e:
+            raise AttnmtError(f"{path}: unreadable checkpoint ({e})") from None
+        if total and weights.keys() != total.keys():
+            raise AttnmtError(f"{path}: weights differ in names from {checkpoints[0]}")
+        for name, tensor in weights.items():
+            total[name] = total.get(name, 0) + tensor.double()
+    return {name: (tensor / last).to(weights[name].dtype) for name, tensor in total.items()}

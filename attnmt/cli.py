@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     attention.add_argument("--threshold", type=float,
                            help="align every source token with at least this weight (default: the most attended)")  # fmt: skip
+    attention.add_argument("--kind", choices=("cross", "encoder", "decoder"), default="cross",
+                           help="cross: target over source (default); encoder/decoder: Transformer self-attention")  # fmt: skip
+    attention.add_argument("--layer", type=int, help="which layer, from 1 (default: the last)")
+    attention.add_argument("--head", type=int, help="which head, from 1 (default: the average of all heads)")
     attention.add_argument("--batch-size", type=int, default=64)
     translate.add_argument("--replace-unk", action="store_true",
                            help="replace each <unk> by the source word it attends to most (Luong et al. 2015)")  # fmt: skip
@@ -91,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         "-o", "--output", type=Path, required=True, help="picture to write (.png, .svg, .pdf)"
     )
 
+    average = commands.add_parser(
+        "average", help="a new model directory whose weights average a run's last checkpoints"
+    )
+    average.add_argument("model_dir", type=Path)
+    average.add_argument("--last", type=int, default=5, help="how many of the newest checkpoints (default 5)")
+    average.add_argument("-o", "--output", type=Path, required=True, help="the new model directory")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -111,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             _curves(args)
         elif args.command == "attention":
             _attention(args)
+        elif args.command == "average":
+            _average(args)
         else:
             _translate(args)
     except AttnmtError as e:
@@ -172,7 +185,7 @@ def _translate(args: argparse.Namespace) -> None:
 
         dictionary = dict(read_tsv(args.dictionary))
     translator = _load(args)
-    if args.replace_unk and translator.model.decoder.attention is None:
+    if args.replace_unk and not translator.model.has_attention:
         raise AttnmtError(f"--replace-unk: {args.model_dir} has no attention to find the source word with")
     chunks = [args.text] if args.text is not None else _read_lines(sys.stdin.buffer, 16 * args.batch_size)
     options = {"batch_size": args.batch_size, "beam_size": args.beam, "alpha": args.alpha}
@@ -248,7 +261,7 @@ def _attention(args: argparse.Namespace) -> None:
         except OSError as e:
             raise AttnmtError(f"{args.output}: cannot make the directory ({e.strerror})") from None
     translator = _load(args)
-    if translator.model.decoder.attention is None:
+    if not translator.model.has_attention:
         raise AttnmtError(f"{args.model_dir}: this model has no attention to draw")
     translations = translator.translate(
         sentences, batch_size=args.batch_size, beam_size=args.beam, alpha=args.alpha
@@ -257,9 +270,44 @@ def _attention(args: argparse.Namespace) -> None:
         if not t.tokens:  # an empty line
             print("")
             continue
+        maps = translator.attention_maps(t)
+        if args.kind not in maps:
+            raise AttnmtError(f"--kind {args.kind}: {args.model_dir} has only {', '.join(maps)} attention")
+        weights = _pick_layer_and_head(maps[args.kind], args.layer, args.head)
+        rows, columns = {
+            "cross": (t.tokens, t.src_tokens),
+            "encoder": (t.src_tokens, t.src_tokens),
+            "decoder": (t.tokens, ["<sos>", *t.tokens[:-1]]),
+        }[args.kind]
         path = args.output if one_file else args.output / f"sentence-{number:04d}.{args.format}"
-        plot_attention(t.attention, t.src_tokens, t.tokens, path)
-        print(f"{t.text}\t{pharaoh(hard_alignment(t.attention, args.threshold))}")
+        plot_attention(weights, columns, rows, path)
+        alignment = f"\t{pharaoh(hard_alignment(weights, args.threshold))}" if args.kind == "cross" else ""
+        print(t.text + alignment)
+
+
+def _pick_layer_and_head(weights, layer: int | None, head: int | None):
+    """(layers, heads, T, S) → one (T, S) matrix: layer and head counted from 1; no head, their mean."""
+    layers, heads = weights.shape[:2]
+    if layer is not None and not 1 <= layer <= layers:
+        raise AttnmtError(f"--layer {layer}: the model has {layers} layer(s), numbered from 1")
+    if head is not None and not 1 <= head <= heads:
+        raise AttnmtError(f"--head {head}: the model has {heads} head(s) per layer, numbered from 1")
+    chosen = weights[layers - 1 if layer is None else layer - 1]
+    return chosen.mean(0) if head is None else chosen[head - 1]
+
+
+def _average(args: argparse.Namespace) -> None:
+    from attnmt.checkpoint import average_checkpoints
+    from attnmt.modeldir import load_model, save_model
+
+    if args.last < 1:
+        raise AttnmtError(f"--last: must be at least 1, got {args.last}")
+    if args.output.exists() and (not args.output.is_dir() or any(args.output.iterdir())):
+        raise AttnmtError(f"{args.output}: exists and is not empty; choose a new directory")
+    translator = load_model(args.model_dir)
+    translator.model.load_state_dict(average_checkpoints(args.model_dir, args.last))
+    save_model(translator, args.output)
+    print(f"{args.output}: the mean of the last {args.last} checkpoints of {args.model_dir}")
 
 
 def _download(args: argparse.Namespace) -> None:

@@ -37,11 +37,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    attention: str = "additive"  # none | dot | general | additive | scaled_dot
-    embed_size: int = 64
-    hidden_size: int = 128
-    layers: int = 1
-    bidirectional: bool = True
+    architecture: str = "gru"  # gru (attnmt.model) | transformer (attnmt.transformer)
+    attention: str = "additive"  # gru: none | dot | general | additive | scaled_dot
+    embed_size: int = 64  # gru; the Transformer's embeddings are hidden_size wide (d_model)
+    hidden_size: int = 128  # gru: the GRU state; transformer: d_model
+    layers: int = 1  # gru: stacked GRUs; transformer: encoder layers and decoder layers, each
+    bidirectional: bool = True  # gru encoder
+    heads: int = 4  # transformer: attention heads per layer
+    ff_size: int = 512  # transformer: inner size of the feed-forward sub-layers
     dropout: float = 0.1
 
 
@@ -59,6 +62,7 @@ class TrainConfig:
     decay_patience: int = 2  # ... after this many validations without a better dev BLEU
     early_stopping: int | None = None  # stop after this many validations without a better dev BLEU
     clip_norm: float = 1.0  # gradient norm clipping
+    label_smoothing: float = 0.0  # ε of Szegedy et al. 2016 (Vaswani et al. 2017 use 0.1)
     teacher_forcing: float = 1.0  # probability of feeding the gold previous word
     validate_every: int = 500  # updates between validations (when data.dev is set)
     keep_checkpoints: int = 2  # the last N checkpoints are kept (the best model is always kept)
@@ -79,18 +83,19 @@ class Config:
 
 _CHOICES = {
     "data.tokenizer": ("word", "bpe", "unigram"),
+    "model.architecture": ("gru", "transformer"),
     "model.attention": ("none", *ATTENTION_TYPES),
     "train.schedule": ("constant", "plateau", "inverse_sqrt"),
     "train.precision": PRECISIONS,
 }
 _POSITIVE = {
     "data.vocab_size", "data.min_freq", "data.max_vocab_size", "data.max_words",
-    "model.embed_size", "model.hidden_size", "model.layers",
+    "model.embed_size", "model.hidden_size", "model.layers", "model.heads", "model.ff_size",
     "train.epochs", "train.max_steps", "train.max_minutes", "train.batch_tokens", "train.accumulate", "train.lr",
     "train.warmup_steps", "train.decay_patience", "train.early_stopping", "train.clip_norm",
     "train.validate_every", "train.keep_checkpoints",
 }  # fmt: skip
-_FRACTION = {"model.dropout", "train.teacher_forcing", "train.decay_factor"}
+_FRACTION = {"model.dropout", "train.teacher_forcing", "train.decay_factor", "train.label_smoothing"}
 
 
 def config_from_dict(data: Any, overrides: list[str] = (), source: str = "config") -> Config:
@@ -196,8 +201,16 @@ def _validate(config: Config, source: str) -> None:
                 raise AttnmtError(f"{source}: {key}: must be positive, got {value}")
             if key in _FRACTION and not 0.0 <= value <= 1.0:
                 raise AttnmtError(f"{source}: {key}: must be between 0 and 1, got {value}")
-    if config.model.bidirectional and config.model.hidden_size % 2:
+    model = config.model
+    if model.architecture == "gru" and model.bidirectional and model.hidden_size % 2:
         raise AttnmtError(f"{source}: model.hidden_size: must be even for a bidirectional encoder")
+    if model.architecture == "transformer":
+        if model.hidden_size % model.heads:
+            raise AttnmtError(
+                f"{source}: model.hidden_size: {model.hidden_size} is not divisible by model.heads ({model.heads})"
+            )
+        if config.train.teacher_forcing < 1.0:
+            raise AttnmtError(f"{source}: train.teacher_forcing: the Transformer trains with 1.0 only")
     if config.train.epochs is None and config.train.max_steps is None and config.train.max_minutes is None:
         raise AttnmtError(f"{source}: train: set at least one of epochs, max_steps, max_minutes")
     if config.data.src_lang == config.data.tgt_lang:

@@ -16,6 +16,7 @@ from attnmt.attention import make_attention
 from attnmt.config import ModelConfig
 from attnmt.decoders import Decoder
 from attnmt.encoders import Encoder
+from attnmt.transformer import Transformer
 
 
 @dataclass
@@ -43,6 +44,10 @@ class EncoderDecoderAttention(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+
+    @property
+    def has_attention(self) -> bool:
+        return self.decoder.attention is not None
 
     def encode(self, src: Tensor, src_pad_mask: Tensor) -> EncoderOutput:
         states, final = self.encoder(src, src_pad_mask)
@@ -89,6 +94,12 @@ class EncoderDecoderAttention(nn.Module):
             fixed_context=state.fixed_context.index_select(0, index),
         )
 
+    @torch.no_grad()
+    def attention_maps(self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor) -> dict[str, Tensor]:
+        """The weights of a teacher-forced pass as ``cross`` (B, 1, 1, T, S): one layer, one head."""
+        _, _, weights = self.decode(tgt_in, self.init_state(self.encode(src, src_pad_mask)))
+        return {} if weights is None else {"cross": weights[:, None, None]}
+
     def forward(
         self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
     ) -> tuple[Tensor, Tensor | None]:
@@ -114,8 +125,22 @@ class EncoderDecoderAttention(nn.Module):
         return torch.cat(steps, dim=1), weights
 
 
-def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> EncoderDecoderAttention:
-    """Build the model the way the diagram draws it: encoder → attention → decoder."""
+def build_model(
+    config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, shared_vocab: bool = False
+) -> EncoderDecoderAttention | Transformer:
+    """Build the model the way the diagram draws it: encoder → attention → decoder; or the Transformer
+    (whose embeddings are one matrix when ``shared_vocab``: source and target use one vocabulary)."""
+    if config.architecture == "transformer":
+        return Transformer(
+            src_vocab_size=src_vocab_size,
+            tgt_vocab_size=tgt_vocab_size,
+            d_model=config.hidden_size,
+            heads=config.heads,
+            ff_size=config.ff_size,
+            layers=config.layers,
+            dropout=config.dropout,
+            shared_vocab=shared_vocab,
+        )
     encoder = Encoder(
         vocab_size=src_vocab_size,
         embed_size=config.embed_size,

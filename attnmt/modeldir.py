@@ -86,7 +86,7 @@ def load_model(directory: Path) -> Translator:
             WordTokenizer(config.data.src_lang),
             WordTokenizer(config.data.tgt_lang),
         )
-    model = build_model(config.model, len(src_vocab), len(tgt_vocab))
+    model = build_model(config.model, len(src_vocab), len(tgt_vocab), config.data.joint_vocab)
     weights = directory / header["weights"]
     try:
         state = safetensors.torch.load_file(weights)

@@ -33,10 +33,15 @@ from attnmt.vocab import Vocabulary
 LOG = "train.jsonl"
 
 
-def loss_fn(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Summed cross-entropy over the target tokens; padding positions count for nothing."""
+def loss_fn(logits: torch.Tensor, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Summed cross-entropy over the target tokens; padding positions count for nothing.  With
+    ``label_smoothing`` ε the target distribution puts 1 - ε on the gold word and ε spread over all."""
     return F.cross_entropy(
-        logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=Vocabulary.pad_id, reduction="sum"
+        logits.flatten(0, 1).float(),
+        batch.tgt_out.flatten(),
+        ignore_index=Vocabulary.pad_id,
+        reduction="sum",
+        label_smoothing=label_smoothing,
     )
 
 
@@ -77,6 +82,7 @@ def update(
     group: list[Batch],
     teacher_forcing: float = 1.0,
     clip_norm: float = 1.0,
+    label_smoothing: float = 0.0,
 ) -> tuple[float, int]:
     """One optimizer update over the batches in ``group`` (gradient accumulation), with the loss
     normalised by all their target tokens: the same update as one batch holding them all.
@@ -87,7 +93,7 @@ def update(
     total = 0.0
     for batch in group:
         logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in, teacher_forcing)
-        loss = loss_fn(logits, batch) / n
+        loss = loss_fn(logits, batch, label_smoothing) / n
         loss.backward()
         total += loss.item()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
@@ -164,7 +170,7 @@ def train(
             config.data.dev, src_lang=config.data.src_lang, tgt_lang=config.data.tgt_lang, root=data_root
         )
     device = select_device(config.train.device)
-    model = build_model(config.model, len(src_vocab), len(tgt_vocab)).to(device)
+    model = build_model(config.model, len(src_vocab), len(tgt_vocab), config.data.joint_vocab).to(device)
     say(f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}, "
         f"{resolve_precision(device, config.train.precision)}")  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
@@ -250,7 +256,9 @@ class _Run:
             group = [collate(self.dataset, b).to(self.device) for b in updates[s.batch_in_epoch]]
             self.set_lr()
             with autocast(self.device, self.precision):
-                loss, n = update(self.model, self.optimizer, group, cfg.teacher_forcing, cfg.clip_norm)
+                loss, n = update(
+                    self.model, self.optimizer, group, cfg.teacher_forcing, cfg.clip_norm, cfg.label_smoothing
+                )
             s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
             s.seconds += time.perf_counter() - tick
             tokens, epoch_loss, epoch_tokens = tokens + n, epoch_loss + loss * n, epoch_tokens + n

@@ -13,6 +13,7 @@ from attnmt.errors import AttnmtError
 from attnmt.model import EncoderDecoderAttention
 from attnmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths
 from attnmt.tokenization import Tokenizer
+from attnmt.transformer import Transformer
 from attnmt.vocab import EOS, Vocabulary
 
 
@@ -32,7 +33,7 @@ class Translation:
 class Translator:
     """A trained model with its vocabularies and config: what a model directory holds."""
 
-    model: EncoderDecoderAttention
+    model: EncoderDecoderAttention | Transformer
     src_vocab: Vocabulary
     tgt_vocab: Vocabulary
     src_tokenizer: Tokenizer
@@ -89,6 +90,23 @@ class Translator:
             [self._translation(source, hyp) for hyp in n_best]
             for source, n_best in zip(src_tokens, hypotheses, strict=True)
         ]
+
+    @torch.no_grad()
+    def attention_maps(self, translation: Translation) -> dict[str, np.ndarray]:
+        """Every layer's and head's weights behind ``translation`` (as ``translate`` returned it),
+        recomputed in one teacher-forced pass: ``cross`` (layers, heads, T, S) for every model, and
+        for the Transformer its self-attention, ``encoder`` (layers, heads, S, S) and ``decoder``
+        (layers, heads, T, T) — row i of the last attends over <sos> and the tokens before token i."""
+        if not translation.tokens:
+            return {}
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        src = torch.tensor([self.src_vocab.encode(translation.src_tokens)], device=device)
+        tgt_in = torch.tensor(
+            [[Vocabulary.sos_id, *self.tgt_vocab.encode(translation.tokens[:-1])]], device=device
+        )
+        maps = self.model.attention_maps(src, torch.zeros_like(src, dtype=torch.bool), tgt_in)
+        return {kind: weights[0].float().cpu().numpy() for kind, weights in maps.items()}
 
     def replace_unknowns(
         self, translation: Translation, dictionary: dict[str, str] | None = None
