@@ -17,7 +17,9 @@ V = 23
 
 def tiny(shared_vocab: bool = False, seed: int = 0) -> Transformer:
     torch.manual_seed(seed)
-    config = ModelConfig(architecture="transformer", hidden_size=32, heads=4, ff_size=64, layers=2, dropout=0.0)
+    config = ModelConfig(
+        architecture="transformer", hidden_size=32, heads=4, ff_size=64, layers=2, dropout=0.0
+    )
     return build_model(config, V, V, shared_vocab=shared_vocab).eval()
 
 
@@ -135,7 +137,9 @@ def test_averaged_checkpoint_is_the_mean_of_the_weights(tmp_path):
     for name, tensor in averaged.items():
         expected = (models[1].state_dict()[name] + models[2].state_dict()[name]) / 2
         assert torch.allclose(tensor, expected, atol=1e-7), name
-    assert set(averaged) == set(safetensors.torch.load_file(tmp_path / "checkpoints/step-00000001/model.safetensors"))
+    assert set(averaged) == set(
+        safetensors.torch.load_file(tmp_path / "checkpoints/step-00000001/model.safetensors")
+    )
 
 
 @pytest.fixture(scope="module")
