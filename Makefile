@@ -18,4 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# the browser test drives Debian's Chromium; without one (not root, not Debian) it is skipped, saying why
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
+		|| echo "no Chromium could be installed: tests/test_web.py will be skipped"
 	touch $@

@@ -102,6 +102,25 @@ def main(argv: list[str] | None = None) -> int:
     average.add_argument("--last", type=int, default=5, help="how many of the newest checkpoints (default 5)")
     average.add_argument("-o", "--output", type=Path, required=True, help="the new model directory")
 
+    serve = commands.add_parser("serve", help="translate over HTTP, with a web page to explore attention")
+    serve.add_argument("models", nargs="+", metavar="[NAME=]MODEL_DIR",
+                       help="models to load, named after their directory unless NAME= is given; the first is the default")  # fmt: skip
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--max-batch", type=int, default=64, help="sentences per model call; 1 turns batching off"
+    )
+    serve.add_argument("--batch-window-ms", type=float, default=5.0,
+                       help="how long a batch waits for more requests to join it")  # fmt: skip
+    serve.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds a request may wait for its answer"
+    )
+    serve.add_argument("--max-sentences", type=int, default=64, help="sentences per request")
+    serve.add_argument("--max-chars", type=int, default=1000, help="characters per sentence")
+    serve.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -124,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             _attention(args)
         elif args.command == "average":
             _average(args)
+        elif args.command == "serve":
+            _serve(args)
         else:
             _translate(args)
     except AttnmtError as e:
@@ -308,6 +329,37 @@ def _average(args: argparse.Namespace) -> None:
     translator.model.load_state_dict(average_checkpoints(args.model_dir, args.last))
     save_model(translator, args.output)
     print(f"{args.output}: the mean of the last {args.last} checkpoints of {args.model_dir}")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from attnmt.server import Limits, serve
+
+    for option in ("port", "max_batch", "max_sentences", "max_chars"):
+        if getattr(args, option) < 1:
+            raise AttnmtError(f"--{option.replace('_', '-')}: must be at least 1")
+    if args.timeout <= 0 or args.batch_window_ms < 0:
+        raise AttnmtError("--timeout must be positive and --batch-window-ms not negative")
+    models = {}
+    for spec in args.models:
+        name, sep, path = spec.rpartition("=")
+        model_dir = Path(path)
+        name = name if sep else model_dir.resolve().name
+        if not name or name in models:
+            raise AttnmtError(
+                f"{spec}: {'an empty' if not name else 'a second'} model name {name!r}; use NAME=MODEL_DIR"
+            )
+        models[name] = _load(args, model_dir)
+    limits = Limits(
+        max_sentences=args.max_sentences,
+        max_chars=args.max_chars,
+        timeout=args.timeout,
+        max_batch=args.max_batch,
+        batch_window=args.batch_window_ms / 1000,
+    )
+    print(
+        f"attnmt: serving {', '.join(models)} on http://{args.host}:{args.port}/", file=sys.stderr, flush=True
+    )
+    serve(models, args.host, args.port, limits)
 
 
 def _download(args: argparse.Namespace) -> None:

@@ -321,22 +321,29 @@ class _Run:
     @torch.no_grad()
     def validate(self) -> dict:
         """Dev loss and perplexity (teacher-forced), BLEU and chrF of greedy translations."""
-        self.model.eval()
-        dev = self.dev_set
-        loss = tokens = 0.0
-        for indices in bucketed_batches(dev.lengths(), 4 * self.train_cfg.batch_tokens, shuffle=False):
-            batch = collate(dev, indices).to(self.device)
-            logits, _ = self.model(batch.src, batch.src_pad_mask, batch.tgt_in)
-            loss, tokens = loss + loss_fn(logits, batch).item(), tokens + batch.num_tokens
+        loss = mean_loss(self.model, self.dev_set, 4 * self.train_cfg.batch_tokens)
         sources, references = group_references(self.dev)
         scores = corpus_scores([h.text for h in self.translator.translate(sources)], references)
         return {
-            "dev_loss": loss / tokens,
-            "dev_ppl": math.exp(min(loss / tokens, 50)),
+            "dev_loss": loss,
+            "dev_ppl": math.exp(min(loss, 50)),
             "bleu": scores.bleu,
             "chrf": scores.chrf,
             "bleu_signature": scores.bleu_signature,
         }
+
+
+@torch.no_grad()
+def mean_loss(model: torch.nn.Module, dataset: TranslationDataset, batch_tokens: int = 24_000) -> float:
+    """Teacher-forced cross-entropy per target token over ``dataset`` (its exp is the perplexity)."""
+    model.eval()
+    device = next(model.parameters()).device
+    loss = tokens = 0.0
+    for indices in bucketed_batches(dataset.lengths(), batch_tokens, shuffle=False):
+        batch = collate(dataset, indices).to(device)
+        logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in)
+        loss, tokens = loss + loss_fn(logits, batch).item(), tokens + batch.num_tokens
+    return loss / tokens
 
 
 def _check_resumable(saved: Config, given: Config, source: Path) -> None:

@@ -12,6 +12,7 @@ Each writes a Markdown table and a picture into docs/experiments/.
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -20,12 +21,13 @@ import torch
 
 from attnmt.config import config_from_dict
 from attnmt.corpora import group_references, load_pairs
+from attnmt.data import TranslationDataset
 from attnmt.files import atomic_write_text
 from attnmt.metrics import corpus_scores, scores_by_length
 from attnmt.modeldir import load_model
 from attnmt.plotting import plot_bleu_by_length, save_figure
 from attnmt.synthetic import reversal_pairs
-from attnmt.training import train
+from attnmt.training import mean_loss, train
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "experiments"
 VARIANTS = ("none", "dot", "general", "additive", "scaled_dot")
@@ -95,26 +97,35 @@ def tatoeba(model_dirs: list[Path], beam: int) -> None:
     results, lines = {}, []
     translators = {model_dir: load_model(model_dir) for model_dir in model_dirs}  # each loaded once
     for spec in ("tatoeba:test", "long:tatoeba:test"):
-        sources, references = group_references(load_pairs(spec))
+        pairs = load_pairs(spec)
+        sources, references = group_references(pairs)
         lines += [
             f"### {spec}",
             "",
-            "| model | sentences | BLEU | chrF | BLEU by source length (words) |",
-            "|---|---|---|---|---|",
+            "| model | sentences | BLEU | chrF | perplexity | BLEU by source length (words) |",
+            "|---|---|---|---|---|---|",
         ]
         for model_dir, translator in translators.items():
             hypotheses = [t.text for t in translator.translate(sources, beam_size=beam)]
             scores = corpus_scores(hypotheses, references)
             buckets = scores_by_length(sources, hypotheses, references)
             results[f"{model_dir.name} ({spec})"] = buckets
+            t = translator
+            dataset = TranslationDataset(pairs, t.src_vocab, t.tgt_vocab, src_tokenizer=t.src_tokenizer,
+                                         tgt_tokenizer=t.tgt_tokenizer)  # fmt: skip
+            perplexity = math.exp(mean_loss(t.model, dataset))
             detail = ", ".join(f"{b.label}: {b.bleu:.1f} ± {b.bleu_ci:.1f} ({b.sentences})" for b in buckets)
             lines.append(
-                f"| {model_dir.name} | {len(sources):,} | {scores.bleu:.2f} | {scores.chrf:.2f} | {detail} |"
+                f"| {model_dir.name} | {len(sources):,} | {scores.bleu:.2f} | {scores.chrf:.2f} | "
+                f"{perplexity:.1f} | {detail} |"
             )
             print(lines[-1], file=sys.stderr)
         lines.append("")
     signature = corpus_scores(["a"], [["a"]]).bleu_signature
-    lines.append(f"Beam {beam}, sacrebleu {signature}; ± is the 95 % bootstrap interval, (n) the sentences.")
+    lines.append(
+        f"Beam {beam}, sacrebleu {signature}; ± is the 95 % bootstrap interval, (n) the sentences; "
+        "perplexity: teacher-forced, per target subword, over every reference."
+    )
     DOCS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(DOCS / "tatoeba-by-length.md", "\n".join(lines) + "\n")
     atomic_write_text(

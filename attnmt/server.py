@@ -1,0 +1,365 @@
+"""``attnmt serve``: translation over HTTP, batched under load, and a web page to explore attention.
+
+    POST /translate     {"sentences": ["..."], "model": NAME, "beam": 1, "n_best": 1, "alpha": 1.0,
+                         "attention": false}
+    GET  /models        the loaded models and what they are
+    GET  /health        {"status": "ok"}
+    GET  /              the web page (attnmt/resources/web: no build step, nothing from the internet)
+    GET  /openapi.json  this API, described
+
+Requests wait in one queue per model.  A worker takes the oldest, then whatever else arrives within
+``batch_window`` seconds with the same decoding options, up to ``max_batch`` sentences, and translates
+them in one call on a worker thread: the event loop never waits for the model.  Errors are JSON,
+``{"error": {"status": 422, "message": "..."}}``, with the status a client expects.
+"""
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from starlette.exceptions import HTTPException
+
+from attnmt.translator import Translation, Translator
+
+WEB = Path(__file__).parent / "resources" / "web"
+
+
+@dataclass
+class Limits:
+    max_sentences: int = 64  # per request
+    max_chars: int = 1000  # per sentence
+    max_body_bytes: int = 1 << 20
+    max_beam: int = 16
+    timeout: float = 60.0  # seconds a request may wait for its translations
+    max_batch: int = 64  # sentences per model call; 1 turns batching off
+    batch_window: float = 0.005  # seconds the worker waits for more requests to join a batch
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class TranslateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sentences: list[StrictStr] = Field(description="English sentences, one translation each")
+    model: StrictStr | None = Field(None, description="a loaded model's name (default: the first)")
+    beam: StrictInt = Field(1, description="beam size; 1 is greedy search")
+    n_best: StrictInt = Field(1, description="alternatives per sentence, at most `beam`")
+    alpha: StrictFloat | StrictInt = Field(1.0, description="GNMT length penalty; 0 ranks by log-probability")
+    attention: StrictBool = Field(False, description="also return tokens and attention weights")
+
+
+class Alternative(BaseModel):
+    text: str
+    score: float
+
+
+class TranslationOut(BaseModel):
+    text: str
+    score: float = Field(description="log-probability under the model")
+    alternatives: list[Alternative] | None = Field(None, description="the n best, best first (n_best > 1)")
+    src_tokens: list[str] | None = None
+    tokens: list[str] | None = Field(None, description="target tokens, <eos> last")
+    attention: list[list[float]] | None = Field(
+        None, description="target × source weights as search used them (last layer, heads averaged)"
+    )
+    maps: dict[str, list] | None = Field(
+        None,
+        description="every layer and head: cross [layer][head][target][source]; Transformer only: "
+        "encoder [layer][head][source][source], decoder [layer][head][target][target]",
+    )
+
+
+class TranslateResponse(BaseModel):
+    model: str
+    translations: list[TranslationOut]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    architecture: str
+    attention: str
+    layers: int
+    heads: int
+    parameters: int
+    src_lang: str
+    tgt_lang: str
+    src_vocab_size: int
+    tgt_vocab_size: int
+
+
+@dataclass
+class _Job:
+    sentences: list[str]
+    options: tuple[int, int, float]  # beam, n_best, alpha: jobs batch together when these agree
+    future: asyncio.Future
+
+
+@dataclass
+class Batcher:
+    """One model's request queue and the worker that empties it in batches."""
+
+    translator: Translator
+    limits: Limits
+    executor: ThreadPoolExecutor
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    batches: int = 0  # model calls made, for /models and tests
+
+    async def translate(self, sentences: list[str], options: tuple) -> list[list[Translation]]:
+        job = _Job(sentences, options, asyncio.get_running_loop().create_future())
+        await self.queue.put(job)
+        return await asyncio.wait_for(asyncio.shield(job.future), self.limits.timeout)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            size, deadline = len(jobs[0].sentences), loop.time() + self.limits.batch_window
+            while size < self.limits.max_batch and (left := deadline - loop.time()) > 0:
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), left)
+                except TimeoutError:
+                    break
+                jobs.append(job)
+                size += len(job.sentences)
+            for options in dict.fromkeys(job.options for job in jobs):  # in order of arrival
+                group = [job for job in jobs if job.options == options and not job.future.done()]
+                await self._run_group(loop, group, options)
+
+    async def _run_group(self, loop, group: list[_Job], options: tuple) -> None:
+        """Model calls of at most ``max_batch`` sentences (one request over it gets a call alone)."""
+        batch, chunk = [], 0
+        for job in group:
+            if batch and chunk + len(job.sentences) > self.limits.max_batch:
+                await self._call(loop, batch, options)
+                batch, chunk = [], 0
+            batch.append(job)
+            chunk += len(job.sentences)
+        if batch:
+            await self._call(loop, batch, options)
+
+    async def _call(self, loop, jobs: list[_Job], options: tuple) -> None:
+        sentences = [s for job in jobs for s in job.sentences]
+        self.batches += 1
+        try:
+            results = await loop.run_in_executor(self.executor, self._translate, sentences, options)
+        except Exception as e:  # handed to the waiting requests, never lost
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(e)
+            return
+        start = 0
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_result(results[start : start + len(job.sentences)])
+            start += len(job.sentences)
+
+    def _translate(self, sentences: list[str], options: tuple) -> list[list[Translation]]:
+        beam, n_best, alpha = options
+        return self.translator.translate_n_best(
+            sentences, n_best, batch_size=self.limits.max_batch, beam_size=beam, alpha=alpha
+        )
+
+
+def create_app(models: dict[str, Translator], limits: Limits | None = None) -> FastAPI:
+    """The service for ``models`` (name → translator); the first is the default."""
+    if not models:
+        raise ValueError("no models to serve")
+    limits = limits or Limits()
+    executor = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="attnmt-model"
+    )  # one model call at a time
+    batchers: dict[str, Batcher] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batchers.update({name: Batcher(t, limits, executor) for name, t in models.items()})
+        tasks = [asyncio.create_task(b.run()) for b in batchers.values()]
+        yield
+        for task in tasks:
+            task.cancel()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="attnmt",
+        summary="Neural machine translation with attention you can look at.",
+        version="1",
+        docs_url=None,  # the interactive docs load scripts from a CDN; the schema is at /openapi.json
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.batchers = batchers
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError) -> JSONResponse:
+        return _error(e.status, e.message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        return _error(e.status_code, str(e.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0]
+        if first["type"] == "json_invalid":
+            return _error(
+                400, f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
+            )
+        where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+        return _error(422, f"{where}: {first['msg']}")
+
+    @app.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True)
+    async def translate(request: TranslateRequest) -> TranslateResponse:
+        """Translate the sentences with one model, greedy or beam search, with attention on request."""
+        name = request.model or next(iter(models))
+        if name not in batchers:
+            raise ApiError(404, f"model {name!r} is not loaded; loaded: {', '.join(batchers)}")
+        _check(request, limits)
+        options = (request.beam, request.n_best, float(request.alpha))
+        try:
+            results = await batchers[name].translate(request.sentences, options)
+        except TimeoutError:
+            raise ApiError(
+                504, f"no answer within {limits.timeout:g} s; try fewer or shorter sentences"
+            ) from None
+        translator = models[name]
+        if request.attention:  # one extra pass per sentence, off the event loop
+            loop = asyncio.get_running_loop()
+            maps = await loop.run_in_executor(
+                executor, lambda: [translator.attention_maps(r[0]) for r in results]
+            )
+        else:
+            maps = [None] * len(results)
+        return TranslateResponse(
+            model=name, translations=[_output(r, m, request) for r, m in zip(results, maps, strict=True)]
+        )
+
+    @app.get("/models", response_model=list[ModelInfo])
+    async def list_models() -> list[ModelInfo]:
+        """The loaded models, the default first."""
+        return [_info(name, t) for name, t in models.items()]
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(WEB / "index.html")
+
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+    return BodyLimit(app, limits.max_body_bytes)
+
+
+def _check(request: TranslateRequest, limits: Limits) -> None:
+    if not request.sentences:
+        raise ApiError(422, "sentences: empty; send at least one sentence")
+    if len(request.sentences) > limits.max_sentences:
+        raise ApiError(
+            413, f"sentences: {len(request.sentences)} in one request, the limit is {limits.max_sentences}"
+        )
+    for i, sentence in enumerate(request.sentences):
+        if not sentence.strip():
+            raise ApiError(422, f"sentences[{i}]: empty")
+        if len(sentence) > limits.max_chars:
+            raise ApiError(
+                413, f"sentences[{i}]: {len(sentence)} characters, the limit is {limits.max_chars}"
+            )
+    if not 1 <= request.beam <= limits.max_beam:
+        raise ApiError(422, f"beam: must be between 1 and {limits.max_beam}, got {request.beam}")
+    if not 1 <= request.n_best <= request.beam:
+        raise ApiError(422, f"n_best: must be between 1 and beam ({request.beam}), got {request.n_best}")
+    if not (math.isfinite(request.alpha) and 0 <= request.alpha <= 10):
+        raise ApiError(422, f"alpha: must be between 0 and 10, got {request.alpha}")
+
+
+def _output(n_best: list[Translation], maps: dict | None, request: TranslateRequest) -> TranslationOut:
+    best = n_best[0]
+    out = TranslationOut(text=best.text, score=best.score)
+    if request.n_best > 1:
+        out.alternatives = [Alternative(text=t.text, score=t.score) for t in n_best]
+    if request.attention:
+        out.src_tokens, out.tokens = best.src_tokens, best.tokens
+        out.attention = None if best.attention is None else best.attention.round(4).tolist()
+        out.maps = {kind: weights.round(4).tolist() for kind, weights in (maps or {}).items()}
+    return out
+
+
+def _info(name: str, translator: Translator) -> ModelInfo:
+    config = translator.config
+    transformer = config.model.architecture == "transformer"
+    return ModelInfo(
+        name=name,
+        architecture=config.model.architecture,
+        attention="multi-head scaled dot" if transformer else config.model.attention,
+        layers=config.model.layers,
+        heads=config.model.heads if transformer else 1,
+        parameters=sum(p.numel() for p in translator.model.parameters()),
+        src_lang=config.data.src_lang,
+        tgt_lang=config.data.tgt_lang,
+        src_vocab_size=len(translator.src_vocab),
+        tgt_vocab_size=len(translator.tgt_vocab),
+    )
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is answered 413 before the app sees it,
+    whether it announces its length or streams in chunks."""
+
+    def __init__(self, app: FastAPI, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def __getattr__(self, name: str) -> Any:  # app.state, app.openapi() … reach the wrapped app
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        announced = dict(scope["headers"]).get(b"content-length")
+        if announced is not None and announced.isdigit() and int(announced) > self.max_bytes:
+            return await self._too_large(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await self._too_large(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send) -> None:
+        response = _error(413, f"the body is over the limit of {self.max_bytes:,} bytes")
+        await response(scope, receive, send)
+
+
+def serve(models: dict[str, Translator], host: str, port: int, limits: Limits) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(models, limits), host=host, port=port, log_level="warning")

@@ -1,0 +1,188 @@
+"""`attnmt serve`: the API's answers and errors, batching, limits, and the page's files."""
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from attnmt.config import config_from_dict
+from attnmt.server import Batcher, Limits, create_app
+from attnmt.training import train
+from attnmt.translator import Translation
+
+TRANSFORMER = {"architecture": "transformer", "hidden_size": 32, "heads": 4, "ff_size": 64, "layers": 2}
+
+
+@pytest.fixture(scope="module")
+def models():
+    gru = {"embed_size": 16, "hidden_size": 32}
+    return {
+        name: train(config_from_dict({"model": model, "train": {"epochs": 3}}), progress=False)
+        for name, model in (("gru", gru), ("transformer", TRANSFORMER))
+    }
+
+
+@pytest.fixture(scope="module")
+def client(models):
+    limits = Limits(max_sentences=8, max_chars=200, max_body_bytes=4096)
+    with TestClient(create_app(models, limits)) as client:
+        yield client
+
+
+@pytest.mark.parametrize("name", ["gru", "transformer"])
+@pytest.mark.parametrize("beam", [1, 5])
+def test_translations_are_the_models_own(client, models, name, beam):
+    sentences = ["We are happy.", "She loves cats.", "He is tired."]
+    response = client.post("/translate", json={"sentences": sentences, "model": name, "beam": beam})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = models[name].translate(sentences, beam_size=beam)
+    assert body["model"] == name
+    assert [t["text"] for t in body["translations"]] == [t.text for t in expected]
+    assert [t["score"] for t in body["translations"]] == pytest.approx([t.score for t in expected], abs=1e-4)
+    assert "attention" not in body["translations"][0]  # only on request
+
+
+def test_the_first_model_is_the_default(client):
+    assert client.post("/translate", json={"sentences": ["Hi."]}).json()["model"] == "gru"
+
+
+@pytest.mark.parametrize(("name", "layers", "heads"), [("gru", 1, 1), ("transformer", 2, 4)])
+def test_attention_per_layer_and_head_on_request(client, name, layers, heads):
+    body = client.post(
+        "/translate", json={"sentences": ["She loves cats."], "model": name, "attention": True}
+    )
+    t = body.json()["translations"][0]
+    rows, columns = len(t["tokens"]), len(t["src_tokens"])
+    assert np.shape(t["attention"]) == (rows, columns)
+    assert np.shape(t["maps"]["cross"]) == (layers, heads, rows, columns)
+    assert np.allclose(np.mean(t["maps"]["cross"][-1], axis=0), t["attention"], atol=1e-3)
+    assert np.allclose(np.sum(t["attention"], axis=1), 1, atol=1e-2)
+    if name == "transformer":
+        assert np.shape(t["maps"]["encoder"]) == (layers, heads, columns, columns)
+        assert np.shape(t["maps"]["decoder"]) == (layers, heads, rows, rows)
+
+
+def test_n_best_alternatives_best_first(client):
+    body = client.post("/translate", json={"sentences": ["We are sad."], "beam": 4, "n_best": 3}).json()
+    t = body["translations"][0]
+    assert len(t["alternatives"]) == 3
+    assert t["alternatives"][0] == {"text": t["text"], "score": t["score"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b'{"sentences": "We are happy."}', 422, "sentences: Input should be a valid list"),
+        (b'{"sentences": [1, 2]}', 422, "sentences.0: Input should be a valid string"),
+        (b'{"sentences": ["Hi."], "beam": "5"}', 422, "beam: Input should be a valid integer"),
+        (b'{"sentences": ["Hi."], "speed": 3}', 422, "speed: Extra inputs are not permitted"),
+        (b"{}", 422, "sentences: Field required"),
+        (b'{"sentences": []}', 422, "sentences: empty"),
+        (b'{"sentences": ["Hi.", "  "]}', 422, "sentences[1]: empty"),
+        (b'{"sentences": ["' + b"a" * 201 + b'"]}', 413, "sentences[0]: 201 characters, the limit is 200"),
+        (b'{"sentences": [' + b",".join([b'"Hi."'] * 9) + b"]}", 413, "9 in one request, the limit is 8"),
+        (b'{"sentences": ["Hi."], "beam": 0}', 422, "beam: must be between 1 and 16"),
+        (b'{"sentences": ["Hi."], "beam": 2, "n_best": 3}', 422, "n_best: must be between 1 and beam"),
+        (
+            b'{"sentences": ["Hi."], "model": "nope"}',
+            404,
+            "model 'nope' is not loaded; loaded: gru, transformer",
+        ),
+        (b'{"sentences": ["Hi."], "model": "../../etc/passwd"}', 404, "is not loaded"),
+        (b'{"sentences": ["' + b"a" * 5000 + b'"]}', 413, "over the limit of 4,096 bytes"),
+    ],
+)
+def test_bad_requests_get_the_documented_json_error_and_service_goes_on(client, body, status, message):
+    response = client.post("/translate", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["status"] == status and message in error["message"]
+    assert client.post("/translate", json={"sentences": ["We are happy."]}).status_code == 200
+
+
+def test_a_streamed_body_over_the_limit_is_refused(client):
+    def chunks():
+        yield b'{"sentences": ["'
+        for _ in range(10):
+            yield b"a" * 1000
+        yield b'"]}'
+
+    response = client.post("/translate", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_models_health_and_openapi(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    info = {m["name"]: m for m in client.get("/models").json()}
+    assert info["transformer"]["architecture"] == "transformer" and info["transformer"]["heads"] == 4
+    assert info["gru"]["attention"] == "additive" and info["gru"]["parameters"] > 0
+    schema = client.get("/openapi.json").json()
+    request = schema["components"]["schemas"]["TranslateRequest"]["properties"]
+    assert {"sentences", "model", "beam", "n_best", "alpha", "attention"} == set(request)
+    assert {"/translate", "/models", "/health"} <= set(schema["paths"])
+    assert client.get("/docs").status_code == 404  # its page would load scripts from a CDN
+
+
+def test_the_page_and_its_files_need_nothing_from_the_internet(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    for path in ("/", "/static/app.js", "/static/style.css"):
+        text = client.get(path).text
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path
+
+
+class _SlowEcho:
+    """A stand-in translator: records each call's sentences, answers each with its own text."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.calls = seconds, []
+
+    def translate_n_best(self, sentences, n, *, batch_size, beam_size, alpha):
+        self.calls.append(list(sentences))
+        time.sleep(self.seconds)
+        return [[Translation(s.upper(), [], [], -1.0, None)] for s in sentences]
+
+
+def _run_clients(batcher: Batcher, count: int) -> list:
+    async def main():
+        task = asyncio.create_task(batcher.run())
+        try:
+            return await asyncio.gather(
+                *(batcher.translate([f"sentence {i}"], (1, 1, 1.0)) for i in range(count)),
+                return_exceptions=True,
+            )
+        finally:
+            task.cancel()
+
+    return asyncio.run(main())
+
+
+def test_concurrent_requests_share_model_calls_and_each_gets_its_own_answer():
+    model = _SlowEcho(0.02)
+    results = _run_clients(Batcher(model, Limits(max_batch=8), ThreadPoolExecutor(1)), 32)
+    assert [r[0][0].text for r in results] == [f"SENTENCE {i}" for i in range(32)]
+    assert max(len(c) for c in model.calls) == 8 and len(model.calls) <= 8
+    assert sorted(s for c in model.calls for s in c) == sorted(f"sentence {i}" for i in range(32))
+
+
+def test_max_batch_one_turns_batching_off():
+    model = _SlowEcho(0.0)
+    _run_clients(Batcher(model, Limits(max_batch=1), ThreadPoolExecutor(1)), 5)
+    assert [len(c) for c in model.calls] == [1] * 5
+
+
+def test_a_request_that_waits_too_long_times_out():
+    results = _run_clients(Batcher(_SlowEcho(0.5), Limits(timeout=0.1), ThreadPoolExecutor(1)), 1)
+    assert isinstance(results[0], TimeoutError)
+
+
+def test_the_api_answers_504_when_the_model_is_too_slow():
+    with TestClient(create_app({"slow": _SlowEcho(0.5)}, Limits(timeout=0.1))) as client:
+        response = client.post("/translate", json={"sentences": ["Hi."]})
+    assert response.status_code == 504
+    assert "no answer within 0.1 s" in response.json()["error"]["message"]
