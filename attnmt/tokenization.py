@@ -101,6 +101,9 @@ class SubwordTokenizer:
     def save(self, path: Path) -> None:
         atomic_write_bytes(path, self.model)
 
+    def __reduce__(self):  # pickled as its model bytes: how rank 0 hands its tokenizer to the others
+        return (SubwordTokenizer, (self.model,))
+
     def tokenize(self, text: str) -> list[str]:
         return self.processor.encode(unicodedata.normalize("NFC", text), out_type=str)
 

@@ -5,6 +5,7 @@ The batch order is a pure function of (seed, epoch): a resumed run replays exact
 uninterrupted one would have seen, from the saved position on.
 """
 
+import contextlib
 import json
 import math
 import sys
@@ -21,6 +22,7 @@ from attnmt.config import Config, DataConfig
 from attnmt.corpora import Pair, clean, group_references, load_pairs
 from attnmt.data import Batch, TranslationDataset, bucketed_batches, collate
 from attnmt.device import autocast, resolve_precision, select_device
+from attnmt.distributed import ONE_PROCESS, World, init_world, local_device
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_text
 from attnmt.metrics import corpus_scores
@@ -77,28 +79,33 @@ def build_vocabularies(
 
 
 def update(
-    model: EncoderDecoderAttention,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     group: list[Batch],
     teacher_forcing: float = 1.0,
     clip_norm: float = 1.0,
     label_smoothing: float = 0.0,
+    world: World = ONE_PROCESS,
 ) -> tuple[float, int]:
     """One optimizer update over the batches in ``group`` (gradient accumulation), with the loss
-    normalised by all their target tokens: the same update as one batch holding them all.
-    Returns the loss per target token and the number of target tokens."""
+    normalised by all their target tokens: the same update as one batch holding them all.  Under
+    ``torchrun``, ``model`` is the DistributedDataParallel wrapper and ``group`` this process's share;
+    the normaliser counts every process's tokens.  Returns the loss per target token and the tokens."""
     model.train()
-    n = sum(b.num_tokens for b in group)
+    device = group[0].src.device
+    n = int(world.sum(sum(b.num_tokens for b in group), device))
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
-    for batch in group:
-        logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in, teacher_forcing)
-        loss = loss_fn(logits, batch, label_smoothing) / n
-        loss.backward()
+    for i, batch in enumerate(group):
+        sync = i == len(group) - 1 or world.size == 1  # DDP averages gradients once, after the last
+        with contextlib.nullcontext() if sync else model.no_sync():
+            logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in, teacher_forcing)
+            loss = loss_fn(logits, batch, label_smoothing) / n
+            (loss * world.size).backward()  # DDP divides the summed gradients by the world size
         total += loss.item()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     optimizer.step()
-    return total, n
+    return world.sum(total, device), n
 
 
 @dataclass
@@ -131,6 +138,9 @@ def train(
     ``resume`` continues from the newest checkpoint there.  Returns the model trained last.
     """
     torch.manual_seed(config.train.seed)
+    device = local_device(select_device(config.train.device))
+    world = init_world(device)
+    progress = progress and world.is_main
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
     if resume:
         if model_dir is None or latest_checkpoint(model_dir) is None:
@@ -152,9 +162,12 @@ def train(
         say(f"training data {config.data.train}: {report}")
     if not pairs:
         raise AttnmtError("no training pairs")
-    if not resume:
-        src_tok, tgt_tok = build_tokenizers(config.data, pairs)
-        src_vocab, tgt_vocab = build_vocabularies(config.data, pairs, src_tok, tgt_tok)
+    if not resume:  # built once, by rank 0, so that every process has the very same
+        built = None
+        if world.is_main:
+            src_tok, tgt_tok = build_tokenizers(config.data, pairs)
+            built = (src_tok, tgt_tok, *build_vocabularies(config.data, pairs, src_tok, tgt_tok))
+        src_tok, tgt_tok, src_vocab, tgt_vocab = world.from_main(built)
     dataset = TranslationDataset(
         pairs,
         src_vocab,
@@ -169,7 +182,6 @@ def train(
         dev = load_pairs(
             config.data.dev, src_lang=config.data.src_lang, tgt_lang=config.data.tgt_lang, root=data_root
         )
-    device = select_device(config.train.device)
     model = build_model(config.model, len(src_vocab), len(tgt_vocab), config.data.joint_vocab).to(device)
     say(f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}, "
         f"{resolve_precision(device, config.train.precision)}")  # fmt: skip
@@ -181,17 +193,21 @@ def train(
         state = Progress(**{k: saved[k] for k in Progress.__dataclass_fields__})
         say(f"resuming from {checkpoint} (update {state.step:,}, epoch {state.epoch})")
     translator = Translator(model, src_vocab, tgt_vocab, src_tok, tgt_tok, config)
-    _Run(config, dataset, dev, translator, optimizer, state, model_dir, progress, say).loop()
+    _Run(config, dataset, dev, translator, optimizer, state, model_dir, progress, say, world).loop()
     return translator
 
 
 class _Run:
     """One training run's loop, validation and checkpointing."""
 
-    def __init__(self, config, dataset, dev, translator, optimizer, state, model_dir, progress, say):
+    def __init__(self, config, dataset, dev, translator, optimizer, state, model_dir, progress, say, world):
         self.config, self.train_cfg = config, config.train
         self.dataset, self.dev, self.translator = dataset, dev, translator
         self.model: EncoderDecoderAttention = translator.model
+        self.world: World = world
+        self.trained = self.model  # what a training step runs: the model, or its DDP wrapper
+        if world.size > 1:
+            self.trained = torch.nn.parallel.DistributedDataParallel(self.model)
         self.optimizer, self.state = optimizer, state
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.progress, self.say = progress, say
@@ -208,11 +224,16 @@ class _Run:
         )
 
     def batches(self, epoch: int) -> list[list[list[int]]]:
-        """The epoch's updates, each a list of ``accumulate`` batches: a function of (seed, epoch)."""
+        """The epoch's updates, each ``accumulate × world size`` batches of which this process takes
+        every world-size-th: a function of (seed, epoch).  With several processes a last update too
+        small to give each one a batch is left out."""
         seed = self.train_cfg.seed * 100_003 + epoch
         batches = bucketed_batches(self.lengths, self.train_cfg.batch_tokens, shuffle=True, seed=seed)
-        k = self.train_cfg.accumulate
-        return [batches[i : i + k] for i in range(0, len(batches), k)]
+        k, w = self.train_cfg.accumulate * self.world.size, self.world
+        groups = [batches[i : i + k] for i in range(0, len(batches), k)]
+        if w.size > 1 and len(groups[-1]) < k:
+            groups.pop()
+        return [group[w.rank :: w.size] for group in groups]
 
     def finished(self) -> bool:
         cfg, s = self.train_cfg, self.state
@@ -257,10 +278,13 @@ class _Run:
             self.set_lr()
             with autocast(self.device, self.precision):
                 loss, n = update(
-                    self.model, self.optimizer, group, cfg.teacher_forcing, cfg.clip_norm, cfg.label_smoothing
-                )
+                    self.trained, self.optimizer, group, cfg.teacher_forcing, cfg.clip_norm, cfg.label_smoothing,
+                    self.world,
+                )  # fmt: skip
             s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
             s.seconds += time.perf_counter() - tick
+            if self.world.size > 1 and cfg.max_minutes is not None:  # all stop at rank 0's clock
+                s.seconds = self.world.from_main(s.seconds)
             tokens, epoch_loss, epoch_tokens = tokens + n, epoch_loss + loss * n, epoch_tokens + n
             speed = tokens / max(1e-9, time.perf_counter() - started)
             bar.update()
@@ -291,6 +315,14 @@ class _Run:
             group["lr"] = s.lr
 
     def validate_and_save(self) -> None:
+        """Rank 0 validates and writes; the others wait, then take its verdict (best, lr, patience)."""
+        if self.world.is_main:
+            self._validate_and_save()
+        s = self.state
+        s.best, s.bad_validations, s.lr = self.world.from_main((s.best, s.bad_validations, s.lr))
+        self.world.barrier()
+
+    def _validate_and_save(self) -> None:
         cfg, s = self.train_cfg, self.state
         record: dict = {"step": s.step, "epoch": s.epoch, "lr": s.lr, "minutes": round(s.seconds / 60, 2)}
         improved = True

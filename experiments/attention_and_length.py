@@ -1,7 +1,9 @@
 """Does attention keep quality up on long sentences?  The experiment of issue 4, reproducible.
 
     python experiments/attention_and_length.py synthetic [--minutes 2]
-    ATTNMT_DATA=../shared/data python experiments/attention_and_length.py tatoeba runs/tatoeba-gru-attention runs/tatoeba-gru-baseline
+    ATTNMT_DATA=../shared/data python experiments/attention_and_length.py tatoeba --name tatoeba-30min \
+        runs/tatoeba-gru-attention runs/tatoeba-gru-baseline
+    ATTNMT_DATA=../shared/data bash experiments/tatoeba_variants.sh 10   # trains the five, then scores them
 
 ``synthetic`` trains the no-attention baseline and the four attention variants with one shared
 training-time budget each on reversing sequences of 5–60 symbols, then measures exact match per
@@ -93,7 +95,7 @@ def _exact_match_figure(curves: dict[str, list[float]]):
     return fig
 
 
-def tatoeba(model_dirs: list[Path], beam: int) -> None:
+def tatoeba(model_dirs: list[Path], beam: int, name: str) -> None:
     results, lines = {}, []
     translators = {model_dir: load_model(model_dir) for model_dir in model_dirs}  # each loaded once
     for spec in ("tatoeba:test", "long:tatoeba:test"):
@@ -127,9 +129,9 @@ def tatoeba(model_dirs: list[Path], beam: int) -> None:
         "perplexity: teacher-forced, per target subword, over every reference."
     )
     DOCS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(DOCS / "tatoeba-by-length.md", "\n".join(lines) + "\n")
+    atomic_write_text(DOCS / f"{name}-by-length.md", "\n".join(lines) + "\n")
     atomic_write_text(
-        DOCS / "tatoeba-by-length.json",
+        DOCS / f"{name}-by-length.json",
         json.dumps({k: [b.__dict__ for b in v] for k, v in results.items()}, indent=1),
     )
     merged = {}  # one line per model: its short-sentence buckets from the test set, long ones from the long set
@@ -141,7 +143,7 @@ def tatoeba(model_dirs: list[Path], beam: int) -> None:
         merged[model_dir.name] = [b for b in short if b.high is not None and b.high <= 10] + [
             b for b in long if b.low > 10
         ]
-    plot_bleu_by_length(merged, DOCS / "tatoeba-bleu-by-length.png")
+    plot_bleu_by_length(merged, DOCS / f"{name}-bleu-by-length.png")
     print("\n".join(lines))
 
 
@@ -153,11 +155,12 @@ def main() -> None:
     tat = tasks.add_parser("tatoeba")
     tat.add_argument("model_dirs", type=Path, nargs="+")
     tat.add_argument("--beam", type=int, default=5)
+    tat.add_argument("--name", default="tatoeba", help="docs/experiments/NAME-by-length.md, .json, .png")
     args = parser.parse_args()
     if args.task == "synthetic":
         synthetic(args.minutes)
     else:
-        tatoeba(args.model_dirs, args.beam)
+        tatoeba(args.model_dirs, args.beam, args.name)
 
 
 if __name__ == "__main__":

@@ -10,4 +10,4 @@ for attention in none dot general additive scaled_dot; do
   attnmt train configs/tatoeba-gru-attention.yaml --model-dir "$dir" \
     --set model.attention=$attention --set train.max_minutes=$minutes $([ -d "$dir" ] && echo --resume)
 done
-python experiments/attention_and_length.py tatoeba runs/tatoeba-${minutes}min-{none,dot,general,additive,scaled_dot}
+python experiments/attention_and_length.py tatoeba --name tatoeba-${minutes}min runs/tatoeba-${minutes}min-{none,dot,general,additive,scaled_dot}
