@@ -3,7 +3,8 @@
     MODEL_DIR/checkpoints/step-00001000/
         model.safetensors       weights
         optimizer.safetensors   Adam's moment estimates
-        state.json              step, data position, schedule, RNG state, best score, elapsed time, config
+        state.json              step, data position, schedule, RNG state, best score, elapsed time, config,
+                                format version and the SHA-256 of both weight files
 
 A checkpoint is written into a hidden temporary directory and renamed into place, so a run killed at
 any moment leaves only complete checkpoints (and perhaps a temporary directory, ignored and removed).
@@ -20,9 +21,9 @@ import safetensors.torch
 import torch
 
 from attnmt.errors import AttnmtError
-from attnmt.files import atomic_write_bytes, atomic_write_text
+from attnmt.files import atomic_write_bytes, atomic_write_text, sha256, sha256_bytes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: state.json holds the weight files' SHA-256
 
 
 def checkpoint_dir(model_dir: Path) -> Path:
@@ -43,19 +44,11 @@ def save_checkpoint(
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(tmp / "model.safetensors", safetensors.torch.save(weights))
-    opt = optimizer.state_dict()
-    moments = {
-        f"{i}.{name}": t.detach().cpu().contiguous() for i, s in opt["state"].items() for name, t in s.items()
-    }
-    atomic_write_bytes(tmp / "optimizer.safetensors", safetensors.torch.save(moments))
-    state = {**state, "format_version": FORMAT_VERSION, "param_groups": opt["param_groups"]}
-    state["torch_rng"] = torch.get_rng_state().tolist()
-    if torch.cuda.is_available():  # dropout on a GPU draws from its own generator
-        state["cuda_rng"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
-    atomic_write_text(tmp / "state.json", json.dumps(state))
+    try:
+        _write(tmp, model, optimizer, state)
+    except BaseException:  # a full disk, a signal: leave no half-written directory behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     _fsync_dir(root)
@@ -64,6 +57,34 @@ def save_checkpoint(
     for stale in root.glob(".tmp-step-*"):
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _write(
+    tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    tmp.mkdir()
+    weights = safetensors.torch.save(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    )
+    atomic_write_bytes(tmp / "model.safetensors", weights)
+    opt = optimizer.state_dict()
+    moments = safetensors.torch.save(
+        {
+            f"{i}.{name}": t.detach().cpu().contiguous()
+            for i, s in opt["state"].items()
+            for name, t in s.items()
+        }
+    )
+    atomic_write_bytes(tmp / "optimizer.safetensors", moments)
+    state = {**state, "format_version": FORMAT_VERSION, "param_groups": opt["param_groups"]}
+    state["sha256"] = {
+        "model.safetensors": sha256_bytes(weights),
+        "optimizer.safetensors": sha256_bytes(moments),
+    }
+    state["torch_rng"] = torch.get_rng_state().tolist()
+    if torch.cuda.is_available():  # dropout on a GPU draws from its own generator
+        state["cuda_rng"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    atomic_write_text(tmp / "state.json", json.dumps(state))
 
 
 def latest_checkpoint(model_dir: Path) -> Path | None:
@@ -75,14 +96,26 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     """Restore weights, optimizer and torch RNG from ``path``; returns the rest of the saved state."""
     try:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise AttnmtError(f"{path}: unreadable checkpoint ({e})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        version = state.get("format_version") if isinstance(state, dict) else None
+        raise AttnmtError(
+            f"{path}: checkpoint format {version!r} is not {FORMAT_VERSION}, the one this attnmt reads; "
+            "resume it with the attnmt that wrote it, or start a new run"
+        )
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        try:
+            digest = sha256(path / name)
+        except OSError as e:
+            raise AttnmtError(f"{path / name}: unreadable checkpoint ({e.strerror})") from None
+        if digest != state.get("sha256", {}).get(name):
+            raise AttnmtError(f"{path / name}: checksum does not match state.json: the checkpoint is corrupt")
+    try:
         weights = safetensors.torch.load_file(path / "model.safetensors")
         moments = safetensors.torch.load_file(path / "optimizer.safetensors")
     except (OSError, ValueError, safetensors.SafetensorError) as e:
         raise AttnmtError(f"{path}: unreadable checkpoint ({e})") from None
-    if state.get("format_version") != FORMAT_VERSION:
-        raise AttnmtError(
-            f"{path}: checkpoint format {state.get('format_version')!r} is not {FORMAT_VERSION}"
-        )
     try:
         model.load_state_dict(weights)
     except RuntimeError:

@@ -8,6 +8,7 @@ uninterrupted one would have seen, from the saved position on.
 import contextlib
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -185,6 +186,8 @@ def train(
     model = build_model(config.model, len(src_vocab), len(tgt_vocab), config.data.joint_vocab).to(device)
     say(f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}, "
         f"{resolve_precision(device, config.train.precision)}")  # fmt: skip
+    if model_dir is not None and world.is_main:
+        _check_writable(Path(model_dir), model, config.train.keep_checkpoints)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     state = Progress(lr=config.train.lr)
     if resume:
@@ -344,11 +347,20 @@ class _Run:
         s.history.append(record)
         if self.model_dir is None:
             return
-        if improved:
-            save_model(self.translator, self.model_dir)
         state = {k: getattr(s, k) for k in Progress.__dataclass_fields__} | {"config": self.config.to_dict()}
-        save_checkpoint(self.model_dir, s.step, self.model, self.optimizer, state, keep=cfg.keep_checkpoints)
-        atomic_write_text(self.model_dir / LOG, "".join(json.dumps(r) + "\n" for r in s.history))
+        try:
+            if improved:
+                save_model(self.translator, self.model_dir)
+            save_checkpoint(
+                self.model_dir, s.step, self.model, self.optimizer, state, keep=cfg.keep_checkpoints
+            )
+            atomic_write_text(self.model_dir / LOG, "".join(json.dumps(r) + "\n" for r in s.history))
+        except OSError as e:
+            last = latest_checkpoint(self.model_dir)
+            raise AttnmtError(
+                f"{self.model_dir}: cannot write ({e.strerror or e}); training stopped at update {s.step:,}, "
+                f"the last good checkpoint ({last.name if last else 'none yet'}) is intact"
+            ) from None
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -376,6 +388,25 @@ def mean_loss(model: torch.nn.Module, dataset: TranslationDataset, batch_tokens:
         logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in)
         loss, tokens = loss + loss_fn(logits, batch).item(), tokens + batch.num_tokens
     return loss / tokens
+
+
+def _check_writable(model_dir: Path, model: torch.nn.Module, keep: int) -> None:
+    """Fail before training, not an hour in: the directory must take files, and the disk must hold the
+    model and ``keep`` + 1 checkpoints (weights and Adam's two moments each)."""
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        probe = model_dir / ".attnmt-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise AttnmtError(f"{model_dir}: cannot write there ({e.strerror or e})") from None
+    size = 4 * sum(p.numel() for p in model.parameters())
+    needed, free = size * (2 + 3 * (keep + 1)), shutil.disk_usage(model_dir).free
+    if free < needed:
+        raise AttnmtError(
+            f"{model_dir}: {free / 1e6:,.0f} MB free; this run needs about {needed / 1e6:,.0f} MB "
+            f"for its model and {keep} checkpoints"
+        )
 
 
 def _check_resumable(saved: Config, given: Config, source: Path) -> None:
