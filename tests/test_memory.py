@@ -14,7 +14,24 @@ import pytest
 
 from attnmt.cli import main as attnmt
 
-WORDS = "the a cat dog sees loves is are we they happy sad tired house big small".split()
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sees",
+    "loves",
+    "is",
+    "are",
+    "we",
+    "they",
+    "happy",
+    "sad",
+    "tired",
+    "house",
+    "big",
+    "small",
+]
 
 
 def peak_rss_mb(model_dir: Path, sentences: int) -> float:
