@@ -242,9 +242,8 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
             )
         else:
             maps = [None] * len(results)
-        return TranslateResponse(
-            model=name, translations=[_output(r, m, request) for r, m in zip(results, maps, strict=True)]
-        )
+        translations = [_output(r, m, request) for r, m in zip(results, maps, strict=True)]
+        return JSONResponse({"model": name, "translations": translations})  # response_model documents it
 
     @app.get("/models", response_model=list[ModelInfo])
     async def list_models() -> list[ModelInfo]:
@@ -285,15 +284,16 @@ def _check(request: TranslateRequest, limits: Limits) -> None:
         raise ApiError(422, f"alpha: must be between 0 and 10, got {request.alpha}")
 
 
-def _output(n_best: list[Translation], maps: dict | None, request: TranslateRequest) -> TranslationOut:
+def _output(n_best: list[Translation], maps: dict | None, request: TranslateRequest) -> dict:
+    """One :class:`TranslationOut`, as JSON-ready data (built directly: the hot path skips re-validation)."""
     best = n_best[0]
-    out = TranslationOut(text=best.text, score=best.score)
+    out: dict[str, Any] = {"text": best.text, "score": best.score}
     if request.n_best > 1:
-        out.alternatives = [Alternative(text=t.text, score=t.score) for t in n_best]
+        out["alternatives"] = [{"text": t.text, "score": t.score} for t in n_best]
     if request.attention:
-        out.src_tokens, out.tokens = best.src_tokens, best.tokens
-        out.attention = None if best.attention is None else best.attention.round(4).tolist()
-        out.maps = {kind: weights.round(4).tolist() for kind, weights in (maps or {}).items()}
+        out["src_tokens"], out["tokens"] = best.src_tokens, best.tokens
+        out["attention"] = None if best.attention is None else best.attention.round(4).tolist()
+        out["maps"] = {kind: weights.round(4).tolist() for kind, weights in (maps or {}).items()}
     return out
 
 

@@ -28,6 +28,7 @@ from attnmt.corpora import group_references, load_pairs
 from attnmt.modeldir import load_model
 
 MODES = {"batched": ["--max-batch", "64"], "single": ["--max-batch", "1"]}
+SERVE_OPTIONS: list[str] = []  # --serve-options: passed to every `attnmt serve`
 
 
 def free_port() -> int:
@@ -36,32 +37,63 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _client(http, url, sentences, expected, first, count, latencies, errors):
-    for k in range(count):
-        sentence = sentences[(first + k) % len(sentences)]
-        started = time.perf_counter()
-        try:
-            response = await http.post(f"{url}/translate", json={"sentences": [sentence]})
-            text = response.json()["translations"][0]["text"] if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, KeyError) as e:
-            text = f"<{e!r}>"
-        latencies.append(time.perf_counter() - started)
-        if text != expected[sentence]:
-            errors.append(f"{sentence!r}: got {text!r}")
+class Connection:
+    """One keep-alive HTTP/1.1 connection: a client this thin keeps the load generator's own CPU use
+    small, so the measurement is of the service (httpx costs several times more per request)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> "Connection":
+        return cls(*await asyncio.open_connection(host, port))
+
+    async def post_json(self, path: str, data) -> tuple[int, dict]:
+        body = json.dumps(data).encode()
+        head = f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        self.writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return status, json.loads(await self.reader.readexactly(length))
+
+    def close(self) -> None:
+        self.writer.close()
 
 
-async def load(url: str, sentences: list[str], expected: dict, clients: int, requests: int) -> dict:
+async def _client(host, port, sentences, expected, first, count, latencies, errors):
+    connection = await Connection.open(host, port)
+    try:
+        for k in range(count):
+            sentence = sentences[(first + k) % len(sentences)]
+            started = time.perf_counter()
+            try:
+                status, body = await connection.post_json("/translate", {"sentences": [sentence]})
+                text = body["translations"][0]["text"] if status == 200 else f"<{status}: {body}>"
+            except (OSError, ValueError, KeyError, IndexError, asyncio.IncompleteReadError) as e:
+                text = f"<{e!r}>"
+            latencies.append(time.perf_counter() - started)
+            if text != expected[sentence]:
+                errors.append(f"{sentence!r}: got {text!r}")
+    finally:
+        connection.close()
+
+
+async def load(
+    host: str, port: int, sentences: list[str], expected: dict, clients: int, requests: int
+) -> dict:
     latencies, errors = [], []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=300) as http:
-        started = time.perf_counter()
-        await asyncio.gather(
-            *(
-                _client(http, url, sentences, expected, c * requests, requests, latencies, errors)
-                for c in range(clients)
-            )
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            _client(host, port, sentences, expected, c * requests, requests, latencies, errors)
+            for c in range(clients)
         )
-        seconds = time.perf_counter() - started
+    )
+    seconds = time.perf_counter() - started
     latencies.sort()
     return {
         "clients": clients,
@@ -77,7 +109,17 @@ async def load(url: str, sentences: list[str], expected: dict, clients: int, req
 
 def serve_and_load(model_dir: Path, mode: str, sentences, expected, clients: int, requests: int) -> dict:
     port = free_port()
-    command = [sys.executable, "-m", "attnmt.cli", "serve", str(model_dir), "--port", str(port), *MODES[mode]]
+    command = [
+        sys.executable,
+        "-m",
+        "attnmt.cli",
+        "serve",
+        str(model_dir),
+        "--port",
+        str(port),
+        *MODES[mode],
+        *SERVE_OPTIONS,
+    ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -89,7 +131,7 @@ def serve_and_load(model_dir: Path, mode: str, sentences, expected, clients: int
                 time.sleep(0.1)
         else:
             raise SystemExit(f"the server did not start: {process.stderr.read1().decode()}")
-        return {"mode": mode, **asyncio.run(load(url, sentences, expected, clients, requests))}
+        return {"mode": mode, **asyncio.run(load("127.0.0.1", port, sentences, expected, clients, requests))}
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -103,7 +145,11 @@ def main() -> None:
     parser.add_argument("--data", default="tatoeba:test", help="where the sentences come from (a data spec)")
     parser.add_argument("--modes", default="batched,single")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--serve-options", default="", help='more `attnmt serve` options, e.g. "--batch-window-ms 20"'
+    )
     args = parser.parse_args()
+    SERVE_OPTIONS.extend(args.serve_options.split())
     translator = load_model(args.model_dir)
     sentences, _ = group_references(load_pairs(args.data))
     sentences = sentences[: args.clients * args.requests]
