@@ -71,8 +71,11 @@ function matrix() {
   return layer[0].map((row, i) => row.map((_, j) => layer.reduce((sum, h) => sum + h[i][j], 0) / layer.length));
 }
 
+// SentencePiece marks a word's start with ▁; the page shows the pieces without it
+const shown = (tokens) => tokens.map((t) => t.replace(/^\u2581/, "") || t);
+
 function labels() {
-  const kind = $("kind").value, src = current.src_tokens, tgt = current.tokens;
+  const kind = $("kind").value, src = shown(current.src_tokens), tgt = shown(current.tokens);
   if (kind === "encoder") return [src, src, "English", "English"];
   if (kind === "decoder") return [tgt, ["<sos>", ...tgt.slice(0, -1)], "French", "French so far"];
   return [tgt, src, "French", "English"];
