@@ -17,6 +17,7 @@ from attnmt.errors import AttnmtError
 from attnmt.model import EncoderDecoderAttention
 from attnmt.modeldir import load_model, save_model
 from attnmt.training import train
+from attnmt.transformer import Transformer
 from attnmt.translator import Translation, Translator, translate_sentence
 from attnmt.vocab import Vocabulary
 
@@ -28,6 +29,7 @@ __all__ = [
     "Decoder",
     "Encoder",
     "EncoderDecoderAttention",
+    "Transformer",
     "Translation",
     "TranslationDataset",
     "Translator",
