@@ -186,3 +186,14 @@ def test_the_api_answers_504_when_the_model_is_too_slow():
         response = client.post("/translate", json={"sentences": ["Hi."]})
     assert response.status_code == 504
     assert "no answer within 0.1 s" in response.json()["error"]["message"]
+
+
+def test_serve_command_names_what_is_wrong_before_starting(tmp_path, capsys):
+    from attnmt.cli import main
+
+    assert main(["serve", str(tmp_path / "nope")]) == 1
+    assert "nope: model directory not found" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path), "--max-batch", "0"]) == 1
+    assert "--max-batch: must be at least 1" in capsys.readouterr().err
+    assert main(["serve", f"={tmp_path}"]) == 1
+    assert "an empty model name" in capsys.readouterr().err
