@@ -71,7 +71,7 @@ def test_tokenizers_take_any_text(subword, text):
 @pytest.fixture(scope="module")
 def subword():
     sentences = [f"sentence number {i} with some words and punctuation!" for i in range(200)]
-    return SubwordTokenizer.train(sentences, vocab_size=60, model_type="bpe")
+    return SubwordTokenizer.train(sentences, vocab_size=400, model_type="bpe")
 
 
 @FUZZ
