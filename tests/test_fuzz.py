@@ -21,6 +21,7 @@ from attnmt.server import Limits, create_app
 from attnmt.tokenization import SubwordTokenizer, WordTokenizer
 from attnmt.vocab import Vocabulary
 
+pytestmark = pytest.mark.slow  # ~1 minute: CI runs it, the everyday tier does not
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
     max_examples=EXAMPLES, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
