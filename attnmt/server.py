@@ -115,12 +115,13 @@ class Batcher:
     limits: Limits
     executor: ThreadPoolExecutor
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    batches: int = 0  # model calls made, for /models and tests
 
     async def translate(self, sentences: list[str], options: tuple) -> list[list[Translation]]:
         job = _Job(sentences, options, asyncio.get_running_loop().create_future())
         await self.queue.put(job)
-        return await asyncio.wait_for(asyncio.shield(job.future), self.limits.timeout)
+        return await asyncio.wait_for(
+            job.future, self.limits.timeout
+        )  # a timeout cancels it: never translated
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -152,7 +153,6 @@ class Batcher:
 
     async def _call(self, loop, jobs: list[_Job], options: tuple) -> None:
         sentences = [s for job in jobs for s in job.sentences]
-        self.batches += 1
         try:
             results = await loop.run_in_executor(self.executor, self._translate, sentences, options)
         except Exception as e:  # handed to the waiting requests, never lost
@@ -200,7 +200,6 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.batchers = batchers
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError) -> JSONResponse:
@@ -324,9 +323,6 @@ class BodyLimit:
 
     def __init__(self, app: FastAPI, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
-
-    def __getattr__(self, name: str) -> Any:  # app.state, app.openapi() … reach the wrapped app
-        return getattr(self.app, name)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

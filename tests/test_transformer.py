@@ -173,10 +173,9 @@ def test_a_transformer_model_directory_saves_loads_and_translates(transformer_di
 
 
 @pytest.mark.parametrize(
-    ("kind", "layer", "head", "shape"),
-    [("cross", None, None, None), ("encoder", "1", "2", None), ("decoder", "2", None, None)],
+    ("kind", "layer", "head"), [("cross", None, None), ("encoder", "1", "2"), ("decoder", "2", None)]
 )
-def test_attention_command_draws_any_layer_and_head(transformer_dir, tmp_path, kind, layer, head, shape):
+def test_attention_command_draws_any_layer_and_head(transformer_dir, tmp_path, kind, layer, head):
     from attnmt.cli import main
 
     out = tmp_path / "map.png"
