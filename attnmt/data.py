@@ -67,9 +67,9 @@ class TranslationDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def lengths(self) -> list[int]:
-        """Source + target ids per pair: the size batching counts."""
-        return [len(s) + len(t) for s, t in zip(self.src_ids, self.tgt_ids, strict=True)]
+    def lengths(self) -> list[tuple[int, int]]:
+        """(source, target) ids per pair: the sizes batching counts."""
+        return [(len(s), len(t)) for s, t in zip(self.src_ids, self.tgt_ids, strict=True)]
 
     def __getitem__(self, i: int) -> tuple[list[int], list[int]]:
         return self.src_ids[i], self.tgt_ids[i]
@@ -123,29 +123,34 @@ def collate(dataset: TranslationDataset, indices: list[int]) -> Batch:
 
 
 def bucketed_batches(
-    lengths: list[int], batch_tokens: int, *, shuffle: bool, seed: int = 0
+    lengths: list[tuple[int, int]], batch_tokens: int, *, shuffle: bool, seed: int = 0
 ) -> list[list[int]]:
-    """Group indices into batches of similar length holding at most ``batch_tokens`` tokens each, padding
-    included (a longer single example gets a batch of its own).  ``lengths[i]`` is example i's size.
+    """Group indices into batches of similar shape holding at most ``batch_tokens`` tokens each, padding
+    included: rows × (longest source + longest target); a longer single example gets a batch of its own.
+    ``lengths[i]`` is example i's (source, target) length.
 
-    With ``shuffle``, indices are shuffled, sorted by length inside pools of about 50 batches, cut into
-    batches, and the batches shuffled: the order is a pure function of ``seed``.
+    Examples are sorted by total length, then by source length, so a batch's rows have nearly the same
+    split and both sides waste little on padding.  With ``shuffle``, indices are shuffled, sorted inside
+    pools of about 50 batches, cut into batches, and the batches shuffled: a pure function of ``seed``.
     """
     order = list(range(len(lengths)))
     rng = random.Random(seed)
     if shuffle:
         rng.shuffle(order)
-    pool = max(1, 50 * batch_tokens // max(1, min(lengths, default=1))) if shuffle else max(1, len(order))
+    shortest = min((s + t for s, t in lengths), default=1)
+    pool = max(1, 50 * batch_tokens // max(1, shortest)) if shuffle else max(1, len(order))
     batches: list[list[int]] = []
     for start in range(0, len(order), pool):
         batch: list[int] = []
-        longest = 0
-        for i in sorted(order[start : start + pool], key=lambda i: lengths[i]):
-            if batch and (len(batch) + 1) * max(longest, lengths[i]) > batch_tokens:
+        longest_src = longest_tgt = 0
+        for i in sorted(order[start : start + pool], key=lambda i: (sum(lengths[i]), lengths[i][0])):
+            src, tgt = lengths[i]
+            src, tgt = max(longest_src, src), max(longest_tgt, tgt)
+            if batch and (len(batch) + 1) * (src + tgt) > batch_tokens:
                 batches.append(batch)
-                batch, longest = [], 0
+                batch, (src, tgt) = [], lengths[i]
             batch.append(i)
-            longest = max(longest, lengths[i])
+            longest_src, longest_tgt = src, tgt
         if batch:
             batches.append(batch)
     if shuffle:

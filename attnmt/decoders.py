@@ -48,13 +48,15 @@ class Decoder(nn.Module):
         keys: Tensor,
         src_pad_mask: Tensor,
         fixed_context: Tensor,
+        keep: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Run T steps given the previous target tokens.
 
         tokens (B, T); hidden (L, B, H); memory (B, S, H) encoder states; keys (B, S, ·) their
         projection; src_pad_mask (B, S); fixed_context (B, H) the encoder's final state.
         Returns logits (B, T, V), the new hidden (L, B, H) and attention weights (B, T, S), or None
-        without attention.
+        without attention.  With ``keep`` (B, T) bool, logits only where it is True: (N, V), so that
+        training spends nothing on the word distributions of padding.
         """
         embedded = self.dropout(self.embedding(tokens))  # (B, T, E)
         if self.attention is None:
@@ -65,4 +67,6 @@ class Decoder(nn.Module):
             outputs, hidden = self.rnn(embedded, hidden)  # (B, T, H)
             context, weights = self.attention(outputs, keys, memory, src_pad_mask.unsqueeze(1))
         attentional = torch.tanh(self.combine(torch.cat([context, outputs], dim=-1)))  # (B, T, H)
+        if keep is not None:
+            attentional = attentional[keep]  # (N, H)
         return self.output(self.dropout(attentional)), hidden, weights

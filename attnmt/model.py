@@ -64,10 +64,13 @@ class EncoderDecoderAttention(nn.Module):
             fixed_context=encoded.final[-1],
         )
 
-    def decode(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState, Tensor | None]:
-        """tokens (B, T) → logits (B, T, V), the state after them, attention (B, T, S) or None."""
+    def decode(
+        self, tokens: Tensor, state: RNNState, keep: Tensor | None = None
+    ) -> tuple[Tensor, RNNState, Tensor | None]:
+        """tokens (B, T) → logits (B, T, V) (or (N, V) where ``keep`` is True), the state after them,
+        attention (B, T, S) or None."""
         logits, hidden, weights = self.decoder(
-            tokens, state.hidden, state.memory, state.keys, state.src_pad_mask, state.fixed_context
+            tokens, state.hidden, state.memory, state.keys, state.src_pad_mask, state.fixed_context, keep
         )
         return (
             logits,
@@ -101,16 +104,22 @@ class EncoderDecoderAttention(nn.Module):
         return {} if weights is None else {"cross": weights[:, None, None]}
 
     def forward(
-        self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
+        self,
+        src: Tensor,
+        src_pad_mask: Tensor,
+        tgt_in: Tensor,
+        teacher_forcing: float = 1.0,
+        keep: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Teacher-forced training pass: src (B, S), tgt_in (B, T) → logits (B, T, V), attention.
+        With ``keep`` (B, T) bool, logits only at those positions: (N, V).
 
         With ``teacher_forcing`` < 1 (in training), each step's input is the gold previous word with
         that probability and otherwise the model's own last prediction, so steps run one by one.
         """
         state = self.init_state(self.encode(src, src_pad_mask))
         if not self.training or teacher_forcing >= 1.0:
-            logits, _, weights = self.decode(tgt_in, state)
+            logits, _, weights = self.decode(tgt_in, state, keep)
             return logits, weights
         steps, attns = [], []
         token = tgt_in[:, 0]
@@ -122,7 +131,8 @@ class EncoderDecoderAttention(nn.Module):
                 gold = bool(torch.rand(()) < teacher_forcing)
                 token = tgt_in[:, t + 1] if gold else logits[:, 0].argmax(-1)
         weights = None if attns[0] is None else torch.cat(attns, dim=1)
-        return torch.cat(steps, dim=1), weights
+        logits = torch.cat(steps, dim=1)
+        return (logits if keep is None else logits[keep]), weights
 
 
 def build_model(

@@ -34,17 +34,19 @@ from attnmt.translator import Translator
 from attnmt.vocab import Vocabulary
 
 LOG = "train.jsonl"
+FUSED_ADAM = ("cpu", "cuda")  # devices with a one-kernel Adam (one pass over each parameter, not six)
 
 
-def loss_fn(logits: torch.Tensor, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Summed cross-entropy over the target tokens; padding positions count for nothing.  With
-    ``label_smoothing`` ε the target distribution puts 1 - ε on the gold word and ε spread over all."""
+def loss_fn(
+    model: torch.nn.Module, batch: Batch, teacher_forcing: float = 1.0, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Summed cross-entropy over the target tokens of a teacher-forced pass; the model computes no word
+    distributions at padding positions.  With ``label_smoothing`` ε the target distribution puts
+    1 - ε on the gold word and ε spread over all."""
+    keep = batch.tgt_out != Vocabulary.pad_id
+    logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in, teacher_forcing, keep)
     return F.cross_entropy(
-        logits.flatten(0, 1).float(),
-        batch.tgt_out.flatten(),
-        ignore_index=Vocabulary.pad_id,
-        reduction="sum",
-        label_smoothing=label_smoothing,
+        logits.float(), batch.tgt_out[keep], reduction="sum", label_smoothing=label_smoothing
     )
 
 
@@ -100,8 +102,7 @@ def update(
     for i, batch in enumerate(group):
         sync = i == len(group) - 1 or world.size == 1  # DDP averages gradients once, after the last
         with contextlib.nullcontext() if sync else model.no_sync():
-            logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in, teacher_forcing)
-            loss = loss_fn(logits, batch, label_smoothing) / n
+            loss = loss_fn(model, batch, teacher_forcing, label_smoothing) / n
             (loss * world.size).backward()  # DDP divides the summed gradients by the world size
         total += loss.item()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
@@ -188,7 +189,7 @@ def train(
         f"{resolve_precision(device, config.train.precision)}")  # fmt: skip
     if model_dir is not None and world.is_main:
         _check_writable(Path(model_dir), model, config.train.keep_checkpoints)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=device.type in FUSED_ADAM)
     state = Progress(lr=config.train.lr)
     if resume:
         checkpoint = latest_checkpoint(model_dir)
@@ -385,8 +386,7 @@ def mean_loss(model: torch.nn.Module, dataset: TranslationDataset, batch_tokens:
     loss = tokens = 0.0
     for indices in bucketed_batches(dataset.lengths(), batch_tokens, shuffle=False):
         batch = collate(dataset, indices).to(device)
-        logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in)
-        loss, tokens = loss + loss_fn(logits, batch).item(), tokens + batch.num_tokens
+        loss, tokens = loss + loss_fn(model, batch).item(), tokens + batch.num_tokens
     return loss / tokens
 
 

@@ -168,10 +168,11 @@ class Transformer(nn.Module):
         return TransformerState(memory, None, encoded.src_pad_mask)
 
     def decode(
-        self, tokens: Tensor, state: TransformerState, need_weights: bool = False
+        self, tokens: Tensor, state: TransformerState, need_weights: bool = False, keep: Tensor | None = None
     ) -> tuple[Tensor, TransformerState, list[Tensor], list[Tensor]]:
-        """tokens (B, T) at positions P…P+T-1 after the P cached ones → logits (B, T, V), the state
-        with them cached, and per layer the self- and cross-attention weights (if asked)."""
+        """tokens (B, T) at positions P…P+T-1 after the P cached ones → logits (B, T, V) (or (N, V) where
+        ``keep`` is True), the state with them cached, and per layer the self- and cross-attention
+        weights (if asked)."""
         start, length = state.position, tokens.size(1)
         x = self.embed(self.embedding, tokens, start)
         causal = None  # one new position sees every cached one: nothing to hide
@@ -187,6 +188,8 @@ class Transformer(nn.Module):
             past.append(cache)
             self_weights.append(sw)
             cross_weights.append(cw)
+        if keep is not None:
+            x = x[keep]  # (N, d_model)
         logits = self.decoder_norm(x) @ self.embedding.weight.T  # tied output layer (§3.4)
         new_state = TransformerState(state.memory, past, state.src_pad_mask)
         return logits, new_state, self_weights if need_weights else [], cross_weights if need_weights else []
@@ -209,10 +212,17 @@ class Transformer(nn.Module):
         )
 
     def forward(
-        self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
+        self,
+        src: Tensor,
+        src_pad_mask: Tensor,
+        tgt_in: Tensor,
+        teacher_forcing: float = 1.0,
+        keep: Tensor | None = None,
     ) -> tuple[Tensor, None]:
-        """Teacher-forced pass, all positions at once: src (B, S), tgt_in (B, T) → logits (B, T, V)."""
-        logits, _, _, _ = self.decode(tgt_in, self.init_state(self.encode(src, src_pad_mask)))
+        """Teacher-forced pass, all positions at once: src (B, S), tgt_in (B, T) → logits (B, T, V),
+        or (N, V) at the positions where ``keep`` (B, T) is True."""
+        state = self.init_state(self.encode(src, src_pad_mask))
+        logits, _, _, _ = self.decode(tgt_in, state, keep=keep)
         return logits, None
 
     @torch.no_grad()

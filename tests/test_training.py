@@ -18,7 +18,7 @@ from attnmt.data import TranslationDataset, bucketed_batches, collate
 from attnmt.model import build_model
 from attnmt.modeldir import load_model
 from attnmt.tokenization import SubwordTokenizer
-from attnmt.training import train, update
+from attnmt.training import loss_fn, train, update
 
 PAIRS = toy_pairs()[:120]
 
@@ -71,6 +71,25 @@ def test_gradient_accumulation_equals_one_larger_batch():
     assert loss == pytest.approx(twin_loss, rel=1e-5)
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["gru", "transformer"])
+def test_the_loss_skips_padding_yet_equals_the_loss_over_all_positions(architecture):
+    """Training computes word distributions only at real target positions; the loss (and so every
+    gradient) is the one that the full (B, T, V) logits with padding ignored give."""
+    config = _config(max_steps=1)
+    config.model.architecture = architecture
+    src_vocab, tgt_vocab = TranslationDataset.build_vocabs(PAIRS)
+    dataset = TranslationDataset(PAIRS, src_vocab, tgt_vocab)
+    batch = collate(dataset, list(range(0, 40, 3)))
+    assert (batch.tgt_out == 0).any()  # the batch has padding
+    torch.manual_seed(0)
+    model = build_model(config.model, len(src_vocab), len(tgt_vocab)).eval()
+    logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in)
+    full = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=0, reduction="sum"
+    )
+    torch.testing.assert_close(loss_fn(model, batch), full)
 
 
 def test_the_model_directory_keeps_the_best_validated_model(tmp_path):

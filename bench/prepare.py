@@ -1,0 +1,52 @@
+"""Tatoeba English→French pre-encoded once for every toolkit the benchmarks compare.
+
+One joint 8k SentencePiece BPE model is trained exactly as ``attnmt train`` trains it (same function,
+same cleaned pairs), so attnmt's own run ends up with the very same pieces; every split is written as
+space-separated pieces for the other toolkits, which read it as words.
+
+    python bench/prepare.py runs/bench/data
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from attnmt.config import DataConfig
+from attnmt.corpora import clean, group_references, load_pairs
+from attnmt.training import build_tokenizers
+
+DATA = DataConfig(
+    train="tatoeba:train", dev="tatoeba:dev", test="tatoeba:test", tokenizer="bpe", vocab_size=8000,
+    joint_vocab=True,
+)  # fmt: skip
+
+
+def prepare(out: Path) -> Path:
+    """Write spm.model, vocab.txt and {train,dev}.{en,fr}, test.en (pieces), test.txt (plain English)
+    and test.refs.json (every French reference per test sentence) into ``out``; skip if done."""
+    if (out / "done").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    train, _ = clean(load_pairs(DATA.train), max_words=DATA.max_words)
+    sp, _ = build_tokenizers(DATA, train)
+    sp.save(out / "spm.model")
+    (out / "vocab.txt").write_text("".join(p + "\n" for p in sp.pieces()), encoding="utf-8")
+    dev = load_pairs(DATA.dev)
+    for name, pairs in (("train", train), ("dev", dev)):
+        for side, lang in ((0, "en"), (1, "fr")):
+            lines = (" ".join(sp.tokenize(pair[side])) + "\n" for pair in pairs)
+            (out / f"{name}.{lang}").write_text("".join(lines), encoding="utf-8")
+    sources, references = group_references(load_pairs(DATA.test))
+    (out / "test.txt").write_text("".join(s + "\n" for s in sources), encoding="utf-8")
+    (out / "test.en").write_text("".join(" ".join(sp.tokenize(s)) + "\n" for s in sources), encoding="utf-8")
+    (out / "test.refs.json").write_text(json.dumps(references, ensure_ascii=False), encoding="utf-8")
+    (out / "done").write_text("")
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("out", type=Path)
+    print(prepare(parser.parse_args().out))
