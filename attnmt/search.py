@@ -24,30 +24,37 @@ def max_output_lengths(src_pad_mask: Tensor, ratio: float = 2.0, extra: int = 10
 def greedy_search(model, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor) -> list[Hypothesis]:
     """Pick the most probable word at each step until ``<eos>`` or ``max_lengths`` (B,) tokens.
 
-    src (B, S), src_pad_mask (B, S) → one :class:`Hypothesis` per sentence.
+    src (B, S), src_pad_mask (B, S) → one :class:`Hypothesis` per sentence.  A sentence that has
+    ended leaves the batch, so the model's work follows the sentences still being written.
     """
-    batch = src.size(0)
+    batch, device = src.size(0), src.device
     state = model.init_state(model.encode(src, src_pad_mask))
-    prev = torch.full((batch,), Vocabulary.sos_id, dtype=torch.long, device=src.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
-    scores = torch.zeros(batch, device=src.device)
-    tokens, attns = [], []
-    for t in range(int(max_lengths.max())):
-        log_probs, state, attn = model.step(prev, state)  # (B, V), state, (B, S)
+    longest = int(max_lengths.max())
+    tokens = torch.full((batch, longest), Vocabulary.pad_id, dtype=torch.long, device=device)
+    attention: Tensor | None = None  # (B, T, S)
+    scores = torch.zeros(batch, device=device)
+    active = torch.arange(batch, device=device)  # the sentences still being written
+    lengths = max_lengths.to(device)
+    prev = torch.full((batch,), Vocabulary.sos_id, dtype=torch.long, device=device)
+    for t in range(longest):
+        log_probs, state, attn = model.step(prev, state)  # (A, V), state, (A, S)
         log_probs[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")  # never generated
         prev = log_probs.argmax(dim=-1)
-        prev = torch.where(t + 1 >= max_lengths, Vocabulary.eos_id, prev)  # out of room: end here
-        prev = prev.masked_fill(finished, Vocabulary.pad_id)
-        scores += log_probs.gather(1, prev[:, None]).squeeze(1).masked_fill(finished, 0.0)
-        tokens.append(prev)
-        attns.append(attn)
-        finished |= prev == Vocabulary.eos_id
-        if finished.all():
-            break
-    tokens = torch.stack(tokens, dim=1).tolist()  # (B, T)
-    attention = None if attns[0] is None else torch.stack(attns, dim=1)  # (B, T, S)
+        prev = torch.where(t + 1 >= lengths, Vocabulary.eos_id, prev)  # out of room: end here
+        scores.index_add_(0, active, log_probs.gather(1, prev[:, None]).squeeze(1))
+        tokens[active, t] = prev
+        if attn is not None:
+            if attention is None:
+                attention = torch.zeros(batch, longest, attn.size(-1), device=device)
+            attention[active, t] = attn.float()
+        going = (prev != Vocabulary.eos_id).nonzero().squeeze(1)
+        if len(going) < len(active):
+            if len(going) == 0:
+                break
+            state, prev = model.reorder(state, going), prev[going]
+            active, lengths = active[going], lengths[going]
     hypotheses = []
-    for b, row in enumerate(tokens):
+    for b, row in enumerate(tokens.tolist()):
         length = row.index(Vocabulary.eos_id)
         weights = None if attention is None else attention[b, : length + 1, : int((~src_pad_mask[b]).sum())]
         hypotheses.append(Hypothesis(row[:length], float(scores[b]), weights))
@@ -82,19 +89,22 @@ def beam_search(
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
-    batch, k, device = src.size(0), beam_size, src.device
-    rows = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,) sentence of each row
+    k, device = beam_size, src.device
+    active = list(range(src.size(0)))  # the sentences still searched; a finished one leaves the batch
+    rows = torch.arange(len(active), device=device).repeat_interleave(k)  # (A*K,) sentence of each row
     state = model.reorder(model.init_state(model.encode(src, src_pad_mask)), rows)
-    prev = torch.full((batch * k,), Vocabulary.sos_id, dtype=torch.long, device=device)
-    scores = torch.full((batch, k), float("-inf"), device=device)
+    prev = torch.full((len(active) * k,), Vocabulary.sos_id, dtype=torch.long, device=device)
+    scores = torch.full((len(active), k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start as the same empty prefix: expand only one of them
-    history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)  # tokens so far
-    attn_history: Tensor | None = None  # (B*K, t, S)
-    max_lengths, done = max_lengths.to(device), [False] * batch
+    history = torch.zeros(len(active) * k, 0, dtype=torch.long, device=device)  # tokens so far
+    attn_history: Tensor | None = None  # (A*K, t, S)
+    longest = int(max_lengths.max())
+    max_lengths = max_lengths.to(device)
     min_lengths = torch.zeros_like(max_lengths) if min_lengths is None else min_lengths.to(device)
-    finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(batch)]
-    for t in range(int(max_lengths.max())):
-        log_probs, state, attn = model.step(prev, state)  # (B*K, V), state, (B*K, S) or None
+    finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in active]
+    for t in range(longest):
+        batch = len(active)
+        log_probs, state, attn = model.step(prev, state)  # (A*K, V), state, (A*K, S) or None
         vocab = log_probs.size(-1)
         log_probs[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")
         must_end = (t + 1 >= max_lengths).repeat_interleave(k)  # out of room: <eos> only
@@ -103,7 +113,7 @@ def beam_search(
         )
         log_probs[(t < min_lengths).repeat_interleave(k), Vocabulary.eos_id] = float("-inf")
         candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
-        top_scores, top = candidates.topk(2 * k, dim=1)  # (B, 2K): ≤ K end in <eos>, ≥ K go on
+        top_scores, top = candidates.topk(2 * k, dim=1)  # (A, 2K): ≤ K end in <eos>, ≥ K go on
         beam, token = top // vocab, top % vocab
         source_row = (torch.arange(batch, device=device)[:, None] * k + beam).view(-1)
         if attn is not None:
@@ -112,29 +122,27 @@ def beam_search(
         ends = (token == Vocabulary.eos_id) & top_scores.isfinite()
         ends[:, k:] = False  # only an <eos> among the K best extensions ends a hypothesis
         for b, i in ends.nonzero().tolist():
-            if done[b]:
-                continue
+            sentence = active[b]
             tokens = history[source_row[b * 2 * k + i]].tolist()
             weights = None
             if attn is not None:
                 rows_attn = step_attn[b, i]
                 if past is not None:
                     rows_attn = torch.cat([past[b * 2 * k + i], rows_attn], dim=0)
-                weights = rows_attn[:, : int((~src_pad_mask[b]).sum())]
+                weights = rows_attn[:, : int((~src_pad_mask[sentence]).sum())]
             score = float(top_scores[b, i])
-            finished[b].append(
+            finished[sentence].append(
                 (score / length_penalty(len(tokens) + 1, alpha), Hypothesis(tokens, score, weights))
             )
         # the K best extensions that do not end become the new beams
         alive = (token != Vocabulary.eos_id).float()
         rank = alive.cumsum(dim=1)
         keep = (alive > 0) & (rank <= k)
-        pick = keep.nonzero()[:, 1].view(batch, k)  # (B, K) positions among the 2K candidates
+        pick = keep.nonzero()[:, 1].view(batch, k)  # (A, K) positions among the 2K candidates
         scores = top_scores.gather(1, pick)
         chosen = (torch.arange(batch, device=device)[:, None] * 2 * k + pick).view(-1)
         origin = source_row.index_select(0, chosen)
         prev = token.view(-1).index_select(0, chosen)
-        state = model.reorder(state, origin)
         history = torch.cat([history.index_select(0, origin), prev[:, None]], dim=1)
         if attn is not None:
             new_attn = attn.index_select(0, origin)[:, None]
@@ -143,14 +151,30 @@ def beam_search(
                 if attn_history is None
                 else torch.cat([attn_history.index_select(0, origin), new_attn], 1)
             )
-        best_alive = scores.max(dim=1).values.tolist()  # ≤ 0: a prefix of t + 1 tokens ends at t + 2 … max
-        for b, (best, longest) in enumerate(zip(best_alive, max_lengths.tolist(), strict=True)):
-            if not done[b] and len(finished[b]) >= n_best:
-                nth = sorted(s for s, _ in finished[b])[-n_best]
-                best_possible = max(
-                    best / length_penalty(t + 2, alpha), best / length_penalty(longest, alpha)
-                )
-                done[b] = nth >= best_possible
-        if all(done):
+        # a sentence is done when its n-th best ended hypothesis beats anything a live prefix can still
+        # reach (log p only falls: a prefix of t + 1 tokens ends at t + 2 … its longest)
+        going = []
+        for b, (best, most) in enumerate(
+            zip(scores.max(dim=1).values.tolist(), max_lengths.tolist(), strict=True)
+        ):
+            ended = finished[active[b]]
+            if len(ended) >= n_best:
+                nth = sorted(s for s, _ in ended)[-n_best]
+                if nth >= max(best / length_penalty(t + 2, alpha), best / length_penalty(most, alpha)):
+                    continue
+            going.append(b)
+        if not going:
             break
+        if len(going) < batch:  # the finished sentences leave the batch
+            keep_sentences = torch.tensor(going, device=device)
+            keep_rows = (keep_sentences[:, None] * k + torch.arange(k, device=device)).view(-1)
+            origin = origin.index_select(0, keep_rows)
+            prev, history = prev.index_select(0, keep_rows), history.index_select(0, keep_rows)
+            if attn_history is not None:
+                attn_history = attn_history.index_select(0, keep_rows)
+            scores = scores.index_select(0, keep_sentences)
+            max_lengths = max_lengths.index_select(0, keep_sentences)
+            min_lengths = min_lengths.index_select(0, keep_sentences)
+            active = [active[b] for b in going]
+        state = model.reorder(state, origin)
     return [[h for _, h in sorted(f, key=lambda x: -x[0])[:n_best]] for f in finished]

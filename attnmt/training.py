@@ -118,6 +118,8 @@ class Progress:
     epoch: int = 1  # current epoch (1-based)
     batch_in_epoch: int = 0  # batches of this epoch already used
     seconds: float = 0.0  # training time so far, all sittings
+    src_tokens: int = 0  # source tokens trained on so far (padding excluded), all sittings, all processes
+    tgt_tokens: int = 0  # target tokens likewise
     best: list[float] | None = None  # [dev BLEU, -dev loss] of the best model: BLEU first, loss breaks ties
     bad_validations: int = 0  # in a row, without a better dev score
     lr: float = 0.0
@@ -194,7 +196,7 @@ def train(
     if resume:
         checkpoint = latest_checkpoint(model_dir)
         saved = load_checkpoint(checkpoint, model, optimizer)
-        state = Progress(**{k: saved[k] for k in Progress.__dataclass_fields__})
+        state = Progress(**{k: saved[k] for k in Progress.__dataclass_fields__ if k in saved})
         say(f"resuming from {checkpoint} (update {state.step:,}, epoch {state.epoch})")
     translator = Translator(model, src_vocab, tgt_vocab, src_tok, tgt_tok, config)
     _Run(config, dataset, dev, translator, optimizer, state, model_dir, progress, say, world).loop()
@@ -286,6 +288,8 @@ class _Run:
                     self.world,
                 )  # fmt: skip
             s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
+            s.src_tokens += int(self.world.sum(sum(int((~b.src_pad_mask).sum()) for b in group), self.device))
+            s.tgt_tokens += n  # both counted over every process
             s.seconds += time.perf_counter() - tick
             if self.world.size > 1 and cfg.max_minutes is not None:  # all stop at rank 0's clock
                 s.seconds = self.world.from_main(s.seconds)
@@ -328,7 +332,10 @@ class _Run:
 
     def _validate_and_save(self) -> None:
         cfg, s = self.train_cfg, self.state
-        record: dict = {"step": s.step, "epoch": s.epoch, "lr": s.lr, "minutes": round(s.seconds / 60, 2)}
+        record: dict = {
+            "step": s.step, "epoch": s.epoch, "lr": s.lr, "minutes": round(s.seconds / 60, 2),
+            "seconds": round(s.seconds, 3), "src_tokens": s.src_tokens, "tgt_tokens": s.tgt_tokens,
+        }  # fmt: skip
         improved = True
         if self.dev is not None:
             with autocast(self.device, self.precision):

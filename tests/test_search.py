@@ -3,6 +3,7 @@
 import math
 from dataclasses import dataclass
 
+import pytest
 import torch
 
 from attnmt.search import beam_search, greedy_search, length_penalty, max_output_lengths
@@ -233,6 +234,27 @@ def test_batched_beam_equals_one_sentence_at_a_time():
         for a, t in zip(alone, together[i], strict=True):
             assert math.isclose(a.score, t.score, rel_tol=1e-4)
             torch.testing.assert_close(a.attention, t.attention, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["gru", "transformer"])
+def test_batched_greedy_equals_one_sentence_at_a_time(architecture):
+    """Sentences that end early leave the batch; the others' results must not change."""
+    from attnmt.config import ModelConfig
+    from attnmt.model import build_model
+
+    torch.manual_seed(4)
+    config = ModelConfig(architecture=architecture, embed_size=16, hidden_size=32, dropout=0.0)
+    model = build_model(config, 30, 30).eval()
+    _, src, mask = _real_model_and_batch(4)
+    lengths = torch.tensor([2, 9, 4, 7, 1, 6])  # also cut some sentences short
+    together = greedy_search(model, src, mask, lengths)
+    assert len({len(h.tokens) for h in together}) > 2  # they end at different steps
+    for i in range(src.size(0)):
+        real = int((~mask[i]).sum())
+        (alone,) = greedy_search(model, src[i : i + 1, :real], mask[i : i + 1, :real], lengths[i : i + 1])
+        assert alone.tokens == together[i].tokens
+        assert math.isclose(alone.score, together[i].score, rel_tol=1e-4)
+        torch.testing.assert_close(alone.attention, together[i].attention, atol=1e-5, rtol=1e-4)
 
 
 def test_scores_are_the_teacher_forced_log_probabilities():

@@ -1,0 +1,354 @@
+"""attnmt, OpenNMT-py and JoeyNMT side by side on this machine: the same Tatoeba pieces, matched models.
+
+    ATTNMT_DATA=../shared/data python bench/compare.py --doc docs/benchmarks.md
+
+1. installs each peer into its own virtual environment under ``--work`` (torch 2.13.0 there too);
+2. pre-encodes Tatoeba with one joint 8k SentencePiece model (``bench/prepare.py``);
+3. measures the fp32 matrix-multiply peak and each model's training FLOPs per piece;
+4. throughput: every toolkit trains every architecture for a few dozen updates, ``--runs`` times,
+   interleaved; the median over reports of (source + target pieces) per second of training;
+5. race: each toolkit trains for ``--minutes`` of training time (peers: as many updates as their
+   measured speed gives in that time), then translates the test split greedy and with beam 5,
+   ``--runs`` times (batch 64): sentences/s, target pieces/s, load time, cased multi-reference BLEU;
+6. writes ``--work``/results.json and the tables (into ``--doc`` between its result markers).
+
+All settings shared by the toolkits are in ``SETTINGS``; every ratio comes from this one invocation.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from peers import attnmt_cli, joeynmt, opennmt
+from prepare import DATA, prepare
+
+TOOLKITS = {"attnmt": attnmt_cli, "opennmt": opennmt, "joeynmt": joeynmt}
+COMMON = {
+    "embed": 256, "hidden": 256, "heads": 4, "ff": 1024, "dropout": 0.1, "batch_tokens": 2000,
+    "clip_norm": 1.0, "adam_beta2": 0.999, "seed": 1,
+}  # fmt: skip
+SETTINGS = {  # per architecture; batch_tokens: source + target tokens per batch, padding included
+    "gru": COMMON | {"layers": 1, "lr": 1e-3, "warmup": 0, "label_smoothing": 0.0},
+    "transformer": COMMON | {"layers": 3, "lr": 1e-3, "warmup": 400, "label_smoothing": 0.1},
+}
+THROUGHPUT_STEPS = {"gru": 80, "transformer": 40}
+REPORT_EVERY = {"gru": 10, "transformer": 5}
+RESULTS_BEGIN, RESULTS_END = "<!-- results: written by bench/compare.py -->", "<!-- /results -->"
+
+
+def venv_of(work: Path, name: str) -> Path:
+    """The project's own environment for attnmt; a private one per peer, created on first use."""
+    if name == "attnmt":
+        return Path(sys.prefix)
+    venv = work / f"venv-{name}"
+    if not (venv / "installed").is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "pip"), "install", "-q"]
+        subprocess.run([*pip, "torch==2.13.0"], check=True)
+        for args in TOOLKITS[name].INSTALL:
+            subprocess.run([*pip, *args], check=True)
+        (venv / "installed").write_text("")
+    return venv
+
+
+def run_measured(
+    command: list[str], log: Path, stdin: Path | None = None, stdout: Path | None = None
+) -> dict:
+    """Run ``command`` to completion; its wall time and peak resident memory (MB)."""
+    env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads()), "PYTHONUNBUFFERED": "1"}
+    with (
+        open(log, "w") as err,
+        open(stdin or os.devnull) as inp,
+        open(stdout or os.devnull, "w") as out,
+    ):
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdin=inp, stdout=out, stderr=err, env=env, cwd=log.parent)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed; see {log}")
+    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def matmul_peak() -> float:
+    """fp32 GFLOP/s of a 2048³ matrix product at this process's thread count, median of 5."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        timings.append((time.perf_counter() - started) / 5)
+    return 2 * 2048**3 / statistics.median(timings) / 1e9
+
+
+def flops_per_piece(arch: str) -> float:
+    """Training FLOPs (forward + backward, counted by torch) per source + target piece, on real
+    Tatoeba batches of attnmt's model of ``arch``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from attnmt.config import ModelConfig
+    from attnmt.corpora import clean, load_pairs
+    from attnmt.data import TranslationDataset, bucketed_batches, collate
+    from attnmt.model import build_model
+    from attnmt.training import build_tokenizers, build_vocabularies, loss_fn
+
+    s = SETTINGS[arch]
+    pairs, _ = clean(load_pairs(DATA.train), max_words=DATA.max_words)
+    pairs = pairs[:: len(pairs) // 20_000]
+    tokenizer, _ = build_tokenizers(DATA, pairs)
+    vocab, _ = build_vocabularies(DATA, pairs, tokenizer, tokenizer)
+    dataset = TranslationDataset(pairs, vocab, vocab, src_tokenizer=tokenizer, tgt_tokenizer=tokenizer)
+    config = (
+        ModelConfig(attention="additive", embed_size=s["embed"], hidden_size=s["hidden"], layers=1)
+        if arch == "gru"
+        else ModelConfig(architecture="transformer", hidden_size=s["hidden"], heads=s["heads"],
+                         ff_size=s["ff"], layers=s["layers"])
+    )  # fmt: skip
+    model = build_model(config, 8003, 8003, shared_vocab=True)
+    flops = pieces = 0
+    for indices in bucketed_batches(dataset.lengths(), s["batch_tokens"], shuffle=True, seed=0)[:5]:
+        batch = collate(dataset, indices)
+        with FlopCounterMode(display=False) as counter:
+            loss_fn(model, batch).backward()
+        flops += counter.get_total_flops()
+        pieces += int((~batch.src_pad_mask).sum()) + batch.num_tokens
+    return flops / pieces
+
+
+def corpus_ratio(data: Path) -> float:
+    """Source pieces per target token (pieces + ``<eos>``) in the training data.
+
+    Every toolkit reports target tokens per second counted alike (pieces and the end-of-sentence
+    token); they count the source differently (with or without an ``<eos>``, or not at all).  So all
+    source + target rates here are target tokens/s × (1 + this ratio): batches are random samples of
+    the corpus, whose ratio they share on average."""
+    lines = [len(line.split()) for line in (data / "train.fr").open(encoding="utf-8")]
+    source = sum(len(line.split()) for line in (data / "train.en").open(encoding="utf-8"))
+    return source / (sum(lines) + len(lines))
+
+
+def pieces_per_second(reports: list[dict], ratio: float) -> float:
+    """Source + target pieces per second: the median over progress reports (the first window, with
+    start-up costs, left out)."""
+    return statistics.median(r["tgt_tok_s"] * (1 + ratio) for r in reports[1:])
+
+
+def steps_per_second(reports: list[dict]) -> float:
+    first, last = reports[0], reports[-1]
+    return (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
+
+
+def train(name: str, arch: str, run: Path, data: Path, work: Path, steps: int | None, s: dict) -> dict:
+    module = TOOLKITS[name]
+    config = module.write_config(arch, data, run, steps, s)
+    measured = run_measured(module.train_command(venv_of(work, name), config), run / "train.stderr")
+    reports = module.parse_train_log(run)
+    return measured | {"reports": reports}
+
+
+def translate(name: str, run: Path, work: Path, beam: int, sources: Path, out: Path) -> dict:
+    """Translate ``sources`` (plain text or pieces, as the toolkit reads) into ``out``, batch 64."""
+    module = TOOLKITS[name]
+    command = module.translate_command(venv_of(work, name), run, beam, sources, out)
+    if module.READS == "text":  # attnmt translate: stdin to stdout
+        return run_measured(command, out.with_suffix(".stderr"), stdin=sources, stdout=out)
+    return run_measured(command, out.with_suffix(".stderr"))
+
+
+def decode_pieces(path: Path, spm_model: Path, reads: str) -> list[str]:
+    import sentencepiece
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if reads == "text":
+        return lines
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+    return [processor.decode_pieces(line.split()) for line in lines]
+
+
+def count_pieces(lines: list[str], spm_model: Path) -> int:
+    import sentencepiece
+
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+    return sum(len(processor.encode(line)) for line in lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--toolkits", nargs="+", default=list(TOOLKITS), choices=list(TOOLKITS))
+    parser.add_argument("--archs", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--race-archs", nargs="*", default=None, help="architectures to race (default: all)")
+    parser.add_argument("--skip-race", nargs="*", default=[], metavar="TOOLKIT:ARCH")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=12.0)
+    parser.add_argument("--doc", type=Path, help="markdown file whose result markers get the tables")
+    args = parser.parse_args()
+    from attnmt.metrics import corpus_scores
+
+    work = args.work.resolve()
+    data = prepare(work / "data")
+    ratio = corpus_ratio(data)
+    results: dict = {
+        "date": date.today().isoformat(),
+        "cpu": _cpu(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "command": " ".join(["python", *sys.argv]),
+        "settings": SETTINGS,
+        "matmul_gflops": matmul_peak(),
+        "flops_per_piece": {arch: flops_per_piece(arch) for arch in args.archs},
+        "throughput": {},
+        "race": {},
+    }
+    for name in args.toolkits:
+        venv_of(work, name)
+    for arch in args.archs:  # throughput, toolkits interleaved in every round
+        s = SETTINGS[arch] | {"report_every": REPORT_EVERY[arch]}
+        rows = {name: [] for name in args.toolkits}
+        for r in range(args.runs):
+            for name in args.toolkits:
+                run = work / "throughput" / arch / f"{name}-{r}"
+                m = train(name, arch, run, data, work, THROUGHPUT_STEPS[arch], s)
+                rows[name].append(
+                    {
+                        "pieces_s": pieces_per_second(m["reports"], ratio),
+                        "steps_s": steps_per_second(m["reports"][1:]),
+                        "peak_mb": m["peak_mb"],
+                    }
+                )
+                print(f"throughput {arch} {name} run {r}: {rows[name][-1]}", flush=True)
+        results["throughput"][arch] = {
+            name: {key: statistics.median(x[key] for x in runs) for key in runs[0]} | {"runs": runs}
+            for name, runs in rows.items()
+        }
+        _save(work, results, args.doc)
+    sources = data / "test.txt"
+    references = json.loads((data / "test.refs.json").read_text(encoding="utf-8"))
+    results["test_sentences"] = len(references)
+    for arch in args.archs if args.race_archs is None else args.race_archs:
+        s = SETTINGS[arch] | {"report_every": 1_000_000, "minutes": args.minutes}
+        for name in args.toolkits:
+            if f"{name}:{arch}" in args.skip_race:
+                continue
+            module = TOOLKITS[name]
+            run = work / "race" / arch / name
+            speed = results["throughput"][arch][name]["steps_s"]
+            steps = None if name == "attnmt" else round(60 * args.minutes * speed)
+            trained = train(name, arch, run, data, work, steps, s)
+            row = {"steps": steps, "train_peak_mb": trained["peak_mb"], "train_wall_s": trained["seconds"]}
+            if name == "attnmt":
+                log = (run / "model" / "train.jsonl").read_text().splitlines()
+                row["steps"] = json.loads(log[-1])["step"]
+            one = run / "one.txt"
+            src = sources if module.READS == "text" else data / "test.en"
+            one.write_text(src.open(encoding="utf-8").readline(), encoding="utf-8")
+            for beam in (1, 5):
+                timings, loads, peak = [], [], 0.0
+                for r in range(args.runs):
+                    out = run / f"beam{beam}-{r}.out"
+                    m = translate(name, run, work, beam, src, out)
+                    loads.append(translate(name, run, work, beam, one, run / "one.out")["seconds"])
+                    timings.append(m["seconds"] - loads[-1])
+                    peak = max(peak, m["peak_mb"])
+                hyps = decode_pieces(run / f"beam{beam}-0.out", data / "spm.model", module.READS)
+                scores = corpus_scores(hyps, references)
+                seconds = statistics.median(timings)
+                row[f"beam{beam}"] = {
+                    "bleu": scores.bleu, "chrf": scores.chrf, "sent_s": len(hyps) / seconds,
+                    "tgt_pieces_s": count_pieces(hyps, data / "spm.model") / seconds,
+                    "load_s": statistics.median(loads), "peak_mb": peak, "seconds": timings,
+                }  # fmt: skip
+            if name == "attnmt":  # the same pieces as the peers
+                row["same_pieces"] = _pieces(run / "model" / "src.spm") == _pieces(data / "spm.model")
+            results["race"].setdefault(arch, {})[name] = row
+            print(f"race {arch} {name}: {row}", flush=True)
+            _save(work, results, args.doc)
+
+
+def _pieces(spm_model: Path) -> list[tuple[str, float]]:
+    """A SentencePiece model's pieces and scores (its file also records where it was trained)."""
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+    return [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    return platform.processor()
+
+
+def _save(work: Path, results: dict, doc: Path | None) -> None:
+    (work / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    tables = render(results)
+    print(tables)
+    if doc is not None and doc.is_file():
+        text = doc.read_text(encoding="utf-8")
+        head, _, rest = text.partition(RESULTS_BEGIN)
+        _, _, tail = rest.partition(RESULTS_END)
+        doc.write_text(f"{head}{RESULTS_BEGIN}\n{tables}\n{RESULTS_END}{tail}", encoding="utf-8")
+
+
+def render(r: dict) -> str:
+    """The results as markdown tables."""
+    lines = [
+        f"`{r['command']}` — {r['date']}, {r['cpu']}, {r['threads']} threads, torch {r['torch']}; "
+        f"fp32 matmul peak {r['matmul_gflops']:.0f} GFLOP/s (2048³, median of 5).",
+        "",
+        "**Training throughput** (median of the runs; each run's speed is the median over its progress "
+        "reports after the first): source + target pieces per second of training, peak memory of the "
+        "training process, share of the matmul peak (model FLOPs per piece × pieces/s ÷ peak).",
+        "",
+        "| architecture | toolkit | pieces/s | × fastest peer | updates/s | peak RSS MB | % of fp32 peak |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arch, rows in r["throughput"].items():
+        peers = [row["pieces_s"] for name, row in rows.items() if name != "attnmt"]
+        best = max(peers, default=None)
+        for name, row in rows.items():
+            share = 100 * row["pieces_s"] * r["flops_per_piece"][arch] / (r["matmul_gflops"] * 1e9)
+            ratio = f"{row['pieces_s'] / best:.2f}" if best and name == "attnmt" else ""
+            lines.append(
+                f"| {arch} | {TOOLKITS[name].NAME} | {row['pieces_s']:,.0f} | {ratio} | {row['steps_s']:.2f} "
+                f"| {row['peak_mb']:,.0f} | {share:.0f} % |"
+            )
+    if r["race"]:
+        lines += [
+            "",
+            f"**Equal training budget, then translation** of the {r['test_sentences']:,} test sentences (batch 64; "
+            "speed: median of the runs, load time excluded; BLEU: cased sacreBLEU, all references).",
+            "",
+            "| architecture | toolkit | updates | train peak RSS MB | BLEU greedy / beam 5 | chrF beam 5 "
+            "| sent/s greedy / beam 5 | target pieces/s greedy / beam 5 | beam 5 cost ÷ greedy | load s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for arch, rows in r["race"].items():
+            for name, row in rows.items():
+                g, b = row["beam1"], row["beam5"]
+                lines.append(
+                    f"| {arch} | {TOOLKITS[name].NAME} | {row['steps']:,} | {row['train_peak_mb']:,.0f} "
+                    f"| {g['bleu']:.2f} / {b['bleu']:.2f} | {b['chrf']:.2f} | {g['sent_s']:,.0f} / {b['sent_s']:,.0f} "
+                    f"| {g['tgt_pieces_s']:,.0f} / {b['tgt_pieces_s']:,.0f} | {g['sent_s'] / b['sent_s']:.1f} "
+                    f"| {g['load_s']:.1f} |"
+                )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""attnmt in the side-by-side benchmark: trained and run through its command line like the others.
+
+attnmt reads the raw Tatoeba text and trains its own joint 8k SentencePiece model, the very model
+``bench/prepare.py`` wrote (the harness checks the bytes), so all toolkits see the same pieces.
+"""
+
+import itertools
+import json
+from pathlib import Path
+
+import yaml
+
+import attnmt
+
+NAME = f"attnmt {attnmt.__version__}"
+READS = "text"  # attnmt translates plain text and writes plain text
+
+
+def write_config(arch: str, data: Path, run: Path, steps: int | None, s: dict) -> Path:
+    """The config for ``steps`` updates (or, with ``steps`` None, ``s["minutes"]`` of training)."""
+    model = (
+        {"architecture": "gru", "attention": "additive", "embed_size": s["embed"], "hidden_size": s["hidden"]}
+        if arch == "gru"
+        else {
+            "architecture": "transformer",
+            "hidden_size": s["hidden"],
+            "heads": s["heads"],
+            "ff_size": s["ff"],
+        }
+    )
+    config = {
+        "data": {"train": "tatoeba:train", "tokenizer": "bpe", "vocab_size": 8000, "joint_vocab": True},
+        "model": model | {"layers": s["layers"], "dropout": s["dropout"]},
+        "train": {
+            "epochs": None,
+            "max_steps": steps,
+            "max_minutes": None if steps else s["minutes"],
+            "batch_tokens": s["batch_tokens"],
+            "lr": s["lr"],
+            "schedule": "inverse_sqrt" if s["warmup"] else "constant",
+            "warmup_steps": max(1, s["warmup"]),
+            "label_smoothing": s["label_smoothing"],
+            "clip_norm": s["clip_norm"],
+            "validate_every": s["report_every"],
+            "keep_checkpoints": 1,
+            "seed": s["seed"],
+            "device": "cpu",
+            "precision": "fp32",
+        },
+    }
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def train_command(venv: Path, config: Path) -> list[str]:
+    return [str(venv / "bin" / "attnmt"), "train", str(config), "--model-dir", str(config.parent / "model")]
+
+
+def parse_train_log(run: Path) -> list[dict]:
+    """One report per logged checkpoint: training seconds so far, and source and target tokens per
+    second of training time since the previous one."""
+    records = [json.loads(line) for line in (run / "model" / "train.jsonl").read_text().splitlines()]
+    reports = []
+    for before, after in itertools.pairwise(records):
+        seconds = after["seconds"] - before["seconds"]
+        reports.append(
+            {
+                "step": after["step"],
+                "seconds": after["seconds"],
+                "src_tok_s": (after["src_tokens"] - before["src_tokens"]) / seconds,
+                "tgt_tok_s": (after["tgt_tokens"] - before["tgt_tokens"]) / seconds,
+            }
+        )
+    return reports
+
+
+def final_model(run: Path) -> Path:
+    return run / "model"
+
+
+def translate_command(venv: Path, run: Path, beam: int, src: Path, out: Path, batch: int = 64) -> list[str]:
+    """Reads sentences on stdin, writes translations on stdout (the harness connects src and out)."""
+    return [
+        str(venv / "bin" / "attnmt"), "translate", str(final_model(run)),
+        "--beam", str(beam), "--batch-size", str(batch), "--device", "cpu",
+    ]  # fmt: skip
