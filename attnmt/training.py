@@ -269,8 +269,10 @@ class _Run:
         last_line = started  # without a terminal (a log file), a progress line every minute instead of a bar
         epoch_loss = epoch_tokens = 0.0
         report_every = max(1, (cfg.epochs or 10) // 10)
+        updates, updates_epoch = [], None  # the epoch's batches, computed once per epoch
         while not self.finished():
-            updates = self.batches(s.epoch)
+            if updates_epoch != s.epoch:
+                updates, updates_epoch = self.batches(s.epoch), s.epoch
             if s.batch_in_epoch >= len(updates):
                 if epoch_tokens and (s.epoch == 1 or s.epoch % report_every == 0):
                     speed = tokens / max(1e-9, time.perf_counter() - started)

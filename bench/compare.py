@@ -158,10 +158,13 @@ def train(name: str, arch: str, run: Path, data: Path, work: Path, steps: int | 
     return measured | {"reports": reports}
 
 
-def translate(name: str, run: Path, work: Path, beam: int, sources: Path, out: Path) -> dict:
-    """Translate ``sources`` (plain text or pieces, as the toolkit reads) into ``out``, batch 64."""
+def translate(
+    name: str, run: Path, work: Path, beam: int, sources: Path, out: Path, extra: list[str]
+) -> dict:
+    """Translate ``sources`` (plain text or pieces, as the toolkit reads) into ``out``, batch 64;
+    ``extra`` options go to the command's end."""
     module = TOOLKITS[name]
-    command = module.translate_command(venv_of(work, name), run, beam, sources, out)
+    command = module.translate_command(venv_of(work, name), run, beam, sources, out) + extra
     if module.READS == "text":  # attnmt translate: stdin to stdout
         return run_measured(command, out.with_suffix(".stderr"), stdin=sources, stdout=out)
     return run_measured(command, out.with_suffix(".stderr"))
@@ -196,7 +199,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=12.0)
     parser.add_argument("--doc", type=Path, help="markdown file whose result markers get the tables")
+    parser.add_argument(
+        "--render", action="store_true", help="only redo the tables from --work's results.json"
+    )
     args = parser.parse_args()
+    if args.render:
+        _save(args.work.resolve(), json.loads((args.work / "results.json").read_text()), args.doc)
+        return
     from attnmt.metrics import corpus_scores
 
     work = args.work.resolve()
@@ -256,22 +265,24 @@ def main() -> None:
             one = run / "one.txt"
             src = sources if module.READS == "text" else data / "test.en"
             one.write_text(src.open(encoding="utf-8").readline(), encoding="utf-8")
-            for beam in (1, 5):
-                timings, loads, peak = [], [], 0.0
-                for r in range(args.runs):
-                    out = run / f"beam{beam}-{r}.out"
-                    m = translate(name, run, work, beam, src, out)
-                    loads.append(translate(name, run, work, beam, one, run / "one.out")["seconds"])
-                    timings.append(m["seconds"] - loads[-1])
-                    peak = max(peak, m["peak_mb"])
-                hyps = decode_pieces(run / f"beam{beam}-0.out", data / "spm.model", module.READS)
-                scores = corpus_scores(hyps, references)
-                seconds = statistics.median(timings)
-                row[f"beam{beam}"] = {
-                    "bleu": scores.bleu, "chrf": scores.chrf, "sent_s": len(hyps) / seconds,
-                    "tgt_pieces_s": count_pieces(hyps, data / "spm.model") / seconds,
-                    "load_s": statistics.median(loads), "peak_mb": peak, "seconds": timings,
-                }  # fmt: skip
+            variants = {"": []} | ({"_int8": ["--int8"]} if name == "attnmt" else {})
+            for suffix, extra in variants.items():
+                for beam in (1, 5):
+                    timings, loads, peak = [], [], 0.0
+                    for r in range(args.runs):
+                        out = run / f"beam{beam}{suffix}-{r}.out"
+                        m = translate(name, run, work, beam, src, out, extra)
+                        loads.append(translate(name, run, work, beam, one, run / "one.out", extra)["seconds"])
+                        timings.append(m["seconds"] - loads[-1])
+                        peak = max(peak, m["peak_mb"])
+                    hyps = decode_pieces(run / f"beam{beam}{suffix}-0.out", data / "spm.model", module.READS)
+                    scores = corpus_scores(hyps, references)
+                    seconds = statistics.median(timings)
+                    row[f"beam{beam}{suffix}"] = {
+                        "bleu": scores.bleu, "chrf": scores.chrf, "sent_s": len(hyps) / seconds,
+                        "tgt_pieces_s": count_pieces(hyps, data / "spm.model") / seconds,
+                        "load_s": statistics.median(loads), "peak_mb": peak, "seconds": timings,
+                    }  # fmt: skip
             if name == "attnmt":  # the same pieces as the peers
                 row["same_pieces"] = _pieces(run / "model" / "src.spm") == _pieces(data / "spm.model")
             results["race"].setdefault(arch, {})[name] = row
@@ -339,15 +350,70 @@ def render(r: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for arch, rows in r["race"].items():
-            for name, row in rows.items():
-                g, b = row["beam1"], row["beam5"]
+            for name, row, suffix in [
+                (n, x, s) for n, x in rows.items() for s in ("", "_int8") if f"beam1{s}" in x
+            ]:
+                g, b = row[f"beam1{suffix}"], row[f"beam5{suffix}"]
+                label = TOOLKITS[name].NAME + (", int8 (`--int8`)" if suffix else "")
                 lines.append(
-                    f"| {arch} | {TOOLKITS[name].NAME} | {row['steps']:,} | {row['train_peak_mb']:,.0f} "
+                    f"| {arch} | {label} | {row['steps']:,} | {row['train_peak_mb']:,.0f} "
                     f"| {g['bleu']:.2f} / {b['bleu']:.2f} | {b['chrf']:.2f} | {g['sent_s']:,.0f} / {b['sent_s']:,.0f} "
                     f"| {g['tgt_pieces_s']:,.0f} / {b['tgt_pieces_s']:,.0f} | {g['sent_s'] / b['sent_s']:.1f} "
                     f"| {g['load_s']:.1f} |"
                 )
+        lines += ["", *targets(r)]
     return "\n".join(lines)
+
+
+def targets(r: dict) -> list[str]:
+    """The issue's targets, each as attnmt's figure against the best peer's, from this invocation."""
+    lines = ["**Targets** (attnmt against the better peer in each column).", ""]
+    archs = list(r["race"])
+    lines += ["| target | " + " | ".join(archs) + " |", "|---|" + "---|" * len(archs)]
+
+    def row(label: str, cell) -> None:
+        lines.append(f"| {label} | " + " | ".join(cell(a) for a in archs) + " |")
+
+    def ratio(a: str, value, higher: bool = True) -> tuple[float, float]:
+        rows = r["race"][a]
+        peers = [value(x) for name, x in rows.items() if name != "attnmt"]
+        return value(rows["attnmt"]), (max(peers) if higher else min(peers))
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    def throughput(a: str) -> str:
+        rows = r["throughput"][a]
+        ours, best = rows["attnmt"]["pieces_s"], max(x["pieces_s"] for n, x in rows.items() if n != "attnmt")
+        return f"{ours / best:.2f}× ({verdict(ours >= 1.5 * best)})"
+
+    def speed(beam: int):
+        def cell(a: str) -> str:
+            ours, best = ratio(a, lambda x: x[f"beam{beam}"]["sent_s"])
+            return f"{ours / best:.2f}× ({verdict(ours >= 2 * best)})"
+
+        return cell
+
+    def beam_cost(a: str) -> str:
+        b = r["race"][a]["attnmt"]
+        cost = b["beam1"]["sent_s"] / b["beam5"]["sent_s"]
+        return f"{cost:.1f}× ({verdict(cost <= 5)})"
+
+    def bleu(a: str) -> str:
+        ours, best = ratio(a, lambda x: x["beam5"]["bleu"])
+        return f"{ours - best:+.2f} ({verdict(ours >= best + 2)})"
+
+    def memory(a: str) -> str:
+        ours, lowest = ratio(a, lambda x: x["train_peak_mb"], higher=False)
+        return f"{ours:,.0f} vs {lowest:,.0f} MB ({verdict(ours <= lowest)})"
+
+    row("training pieces/s ≥ 1.5× the faster peer", throughput)
+    row("greedy sentences/s ≥ 2× the faster peer", speed(1))
+    row("beam 5 sentences/s ≥ 2× the faster peer", speed(5))
+    row("beam 5 costs ≤ 5× greedy per sentence", beam_cost)
+    row("BLEU (beam 5) after the equal budget ≥ best peer + 2", bleu)
+    row("peak training memory ≤ the lowest peer's", memory)
+    return lines
 
 
 if __name__ == "__main__":

@@ -50,6 +50,25 @@ def test_translate_text_in_process(model_dir, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 2
 
 
+def test_int8_translates_like_fp32(model_dir, capsys):
+    """--int8 swaps every linear and GRU layer for its int8 twin and translates (nearly) the same."""
+    import torch
+
+    from attnmt.device import quantize_int8
+    from attnmt.modeldir import load_model
+
+    quantized = quantize_int8(load_model(model_dir).model.eval())
+    assert not any(type(m) in (torch.nn.Linear, torch.nn.GRU) for m in quantized.modules())
+    texts = ["I am happy.", "He is tired.", "We are sad.", "She loves cats.", "They are here.", "I am cold."]
+    args = ["translate", str(model_dir), "--beam", "1", *(x for t in texts for x in ("--text", t))]
+    assert main(args) == 0
+    fp32 = capsys.readouterr().out.splitlines()
+    assert main([*args, "--int8"]) == 0
+    int8 = capsys.readouterr().out.splitlines()
+    assert len(int8) == len(texts)
+    assert sum(a == b for a, b in zip(fp32, int8, strict=True)) >= len(texts) - 1
+
+
 def test_a_thousand_word_sentence_translates(model_dir, capsys):
     long = " ".join(["the cat sees the dog ."] * 200)
     assert main(["translate", str(model_dir), "--text", long]) == 0
