@@ -202,6 +202,11 @@ def main() -> None:
     parser.add_argument(
         "--render", action="store_true", help="only redo the tables from --work's results.json"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the invocation in --work's results.json, skipping what it has",
+    )
     args = parser.parse_args()
     if args.render:
         _save(args.work.resolve(), json.loads((args.work / "results.json").read_text()), args.doc)
@@ -223,9 +228,14 @@ def main() -> None:
         "throughput": {},
         "race": {},
     }
+    if args.resume:
+        previous = json.loads((work / "results.json").read_text())
+        results = previous | {"resumed_with": results["command"]}
     for name in args.toolkits:
         venv_of(work, name)
-    for arch in args.archs:  # throughput, toolkits interleaved in every round
+    for arch in [
+        a for a in args.archs if a not in results["throughput"]
+    ]:  # throughput, toolkits interleaved in every round
         s = SETTINGS[arch] | {"report_every": REPORT_EVERY[arch]}
         rows = {name: [] for name in args.toolkits}
         for r in range(args.runs):
@@ -251,7 +261,7 @@ def main() -> None:
     for arch in args.archs if args.race_archs is None else args.race_archs:
         s = SETTINGS[arch] | {"report_every": 1_000_000, "minutes": args.minutes}
         for name in args.toolkits:
-            if f"{name}:{arch}" in args.skip_race:
+            if f"{name}:{arch}" in args.skip_race or name in results["race"].get(arch, {}):
                 continue
             module = TOOLKITS[name]
             run = work / "race" / arch / name
@@ -361,7 +371,8 @@ def render(r: dict) -> str:
                     f"| {g['tgt_pieces_s']:,.0f} / {b['tgt_pieces_s']:,.0f} | {g['sent_s'] / b['sent_s']:.1f} "
                     f"| {g['load_s']:.1f} |"
                 )
-        lines += ["", *targets(r)]
+        if all(len(rows) > 1 for rows in r["race"].values()):
+            lines += ["", *targets(r)]
     return "\n".join(lines)
 
 
