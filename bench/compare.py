@@ -93,32 +93,47 @@ def matmul_peak() -> float:
     return 2 * 2048**3 / statistics.median(timings) / 1e9
 
 
+def model_config(arch: str):
+    """attnmt's ModelConfig for the matched model of ``arch`` (the peers' configs say the same)."""
+    from attnmt.config import ModelConfig
+
+    s = SETTINGS[arch]
+    if arch == "gru":
+        return ModelConfig(attention="additive", embed_size=s["embed"], hidden_size=s["hidden"],
+                           layers=s["layers"], dropout=s["dropout"])  # fmt: skip
+    return ModelConfig(architecture="transformer", hidden_size=s["hidden"], heads=s["heads"], ff_size=s["ff"],
+                       layers=s["layers"], dropout=s["dropout"])  # fmt: skip
+
+
+def tatoeba_dataset(every: int = 1):
+    """attnmt's TranslationDataset of every ``every``-th cleaned Tatoeba training pair, with the joint
+    SentencePiece model trained on those pairs, as ``attnmt train`` builds it."""
+    from attnmt.corpora import clean, load_pairs
+    from attnmt.data import TranslationDataset
+    from attnmt.training import build_tokenizers, build_vocabularies
+
+    pairs, _ = clean(load_pairs(DATA.train), max_words=DATA.max_words)
+    pairs = pairs[::every]
+    tokenizer, _ = build_tokenizers(DATA, pairs)
+    vocab, _ = build_vocabularies(DATA, pairs, tokenizer, tokenizer)
+    return TranslationDataset(pairs, vocab, vocab, src_tokenizer=tokenizer, tgt_tokenizer=tokenizer)
+
+
 def flops_per_piece(arch: str) -> float:
     """Training FLOPs (forward + backward, counted by torch) per source + target piece, on real
     Tatoeba batches of attnmt's model of ``arch``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from attnmt.config import ModelConfig
-    from attnmt.corpora import clean, load_pairs
-    from attnmt.data import TranslationDataset, bucketed_batches, collate
+    from attnmt.data import bucketed_batches, collate
     from attnmt.model import build_model
-    from attnmt.training import build_tokenizers, build_vocabularies, loss_fn
+    from attnmt.training import loss_fn
 
-    s = SETTINGS[arch]
-    pairs, _ = clean(load_pairs(DATA.train), max_words=DATA.max_words)
-    pairs = pairs[:: len(pairs) // 20_000]
-    tokenizer, _ = build_tokenizers(DATA, pairs)
-    vocab, _ = build_vocabularies(DATA, pairs, tokenizer, tokenizer)
-    dataset = TranslationDataset(pairs, vocab, vocab, src_tokenizer=tokenizer, tgt_tokenizer=tokenizer)
-    config = (
-        ModelConfig(attention="additive", embed_size=s["embed"], hidden_size=s["hidden"], layers=1)
-        if arch == "gru"
-        else ModelConfig(architecture="transformer", hidden_size=s["hidden"], heads=s["heads"],
-                         ff_size=s["ff"], layers=s["layers"])
-    )  # fmt: skip
-    model = build_model(config, 8003, 8003, shared_vocab=True)
+    dataset = tatoeba_dataset(every=6)  # about 20,000 pairs: enough for a vocabulary and five batches
+    model = build_model(model_config(arch), 8003, 8003, shared_vocab=True)  # 8,000 pieces + 3 specials
     flops = pieces = 0
-    for indices in bucketed_batches(dataset.lengths(), s["batch_tokens"], shuffle=True, seed=0)[:5]:
+    for indices in bucketed_batches(dataset.lengths(), SETTINGS[arch]["batch_tokens"], shuffle=True, seed=0)[
+        :5
+    ]:
         batch = collate(dataset, indices)
         with FlopCounterMode(display=False) as counter:
             loss_fn(model, batch).backward()

@@ -12,11 +12,10 @@ import contextlib
 import time
 
 import torch
+from compare import model_config, tatoeba_dataset
 
 import attnmt.training as training
-from attnmt.config import DataConfig, ModelConfig
-from attnmt.corpora import clean, load_pairs
-from attnmt.data import TranslationDataset, bucketed_batches, collate
+from attnmt.data import bucketed_batches, collate
 from attnmt.model import build_model
 
 
@@ -27,20 +26,10 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=2000)
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's operator table")
     args = parser.parse_args()
-    data = DataConfig(train="tatoeba:train", tokenizer="bpe", vocab_size=8000, joint_vocab=True)
-    pairs, _ = clean(load_pairs(data.train), max_words=data.max_words)
-    tokenizer, _ = training.build_tokenizers(data, pairs)
-    vocab, _ = training.build_vocabularies(data, pairs, tokenizer, tokenizer)
-    dataset = TranslationDataset(pairs, vocab, vocab, src_tokenizer=tokenizer, tgt_tokenizer=tokenizer)
-    config = (
-        ModelConfig(attention="additive", embed_size=256, hidden_size=256, dropout=0.1)
-        if args.arch == "gru"
-        else ModelConfig(
-            architecture="transformer", hidden_size=256, heads=4, ff_size=1024, layers=3, dropout=0.1
-        )
-    )
+    dataset = tatoeba_dataset()
+    vocab = len(dataset.src_vocab)
     torch.manual_seed(0)
-    model = build_model(config, len(vocab), len(vocab), True)
+    model = build_model(model_config(args.arch), vocab, vocab, True)
     fused = hasattr(training, "FUSED_ADAM")  # the checkout's own choice
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
     batches = [
