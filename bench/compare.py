@@ -222,12 +222,15 @@ def main() -> None:
         action="store_true",
         help="continue the invocation in --work's results.json, skipping what it has",
     )
+    parser.add_argument(
+        "--retranslate",
+        action="store_true",
+        help="with --resume: translate again with the models the race trained (after a decoding change)",
+    )
     args = parser.parse_args()
     if args.render:
         _save(args.work.resolve(), json.loads((args.work / "results.json").read_text()), args.doc)
         return
-    from attnmt.metrics import corpus_scores
-
     work = args.work.resolve()
     data = prepare(work / "data")
     ratio = corpus_ratio(data)
@@ -273,46 +276,71 @@ def main() -> None:
     sources = data / "test.txt"
     references = json.loads((data / "test.refs.json").read_text(encoding="utf-8"))
     results["test_sentences"] = len(references)
+    if args.retranslate:  # decoding changed: translate again with every trained model, side by side
+        for rows in results["race"].values():
+            for row in rows.values():
+                for key in [k for k in row if k.startswith("beam")]:
+                    del row[key]
+        results["retranslated_with"] = " ".join(["python", *sys.argv])
     for arch in args.archs if args.race_archs is None else args.race_archs:
         s = SETTINGS[arch] | {"report_every": 1_000_000, "minutes": args.minutes}
         for name in args.toolkits:
-            if f"{name}:{arch}" in args.skip_race or name in results["race"].get(arch, {}):
+            if f"{name}:{arch}" in args.skip_race:
                 continue
-            module = TOOLKITS[name]
             run = work / "race" / arch / name
-            speed = results["throughput"][arch][name]["steps_s"]
-            steps = None if name == "attnmt" else round(60 * args.minutes * speed)
-            trained = train(name, arch, run, data, work, steps, s)
-            row = {"steps": steps, "train_peak_mb": trained["peak_mb"], "train_wall_s": trained["seconds"]}
-            if name == "attnmt":
-                log = (run / "model" / "train.jsonl").read_text().splitlines()
-                row["steps"] = json.loads(log[-1])["step"]
-            one = run / "one.txt"
-            src = sources if module.READS == "text" else data / "test.en"
-            one.write_text(src.open(encoding="utf-8").readline(), encoding="utf-8")
-            variants = {"": []} | ({"_int8": ["--int8"]} if name == "attnmt" else {})
-            for suffix, extra in variants.items():
-                for beam in (1, 5):
-                    timings, loads, peak = [], [], 0.0
-                    for r in range(args.runs):
-                        out = run / f"beam{beam}{suffix}-{r}.out"
-                        m = translate(name, run, work, beam, src, out, extra)
-                        loads.append(translate(name, run, work, beam, one, run / "one.out", extra)["seconds"])
-                        timings.append(m["seconds"] - loads[-1])
-                        peak = max(peak, m["peak_mb"])
-                    hyps = decode_pieces(run / f"beam{beam}{suffix}-0.out", data / "spm.model", module.READS)
-                    scores = corpus_scores(hyps, references)
-                    seconds = statistics.median(timings)
-                    row[f"beam{beam}{suffix}"] = {
-                        "bleu": scores.bleu, "chrf": scores.chrf, "sent_s": len(hyps) / seconds,
-                        "tgt_pieces_s": count_pieces(hyps, data / "spm.model") / seconds,
-                        "load_s": statistics.median(loads), "peak_mb": peak, "seconds": timings,
-                    }  # fmt: skip
-            if name == "attnmt":  # the same pieces as the peers
-                row["same_pieces"] = _pieces(run / "model" / "src.spm") == _pieces(data / "spm.model")
-            results["race"].setdefault(arch, {})[name] = row
-            print(f"race {arch} {name}: {row}", flush=True)
-            _save(work, results, args.doc)
+            row = results["race"].setdefault(arch, {}).get(name)
+            if row is None:
+                row = race_train(name, arch, run, data, work, s, results["throughput"][arch][name]["steps_s"])
+                results["race"][arch][name] = row
+                _save(work, results, args.doc)
+            if "beam1" not in row:
+                row |= race_translate(name, run, data, work, args.runs, sources, references)
+                print(f"race {arch} {name}: {row}", flush=True)
+                _save(work, results, args.doc)
+
+
+def race_train(name: str, arch: str, run: Path, data: Path, work: Path, s: dict, steps_s: float) -> dict:
+    """Train for ``s["minutes"]``: attnmt by its own clock, a peer for the updates its speed gives."""
+    steps = None if name == "attnmt" else round(60 * s["minutes"] * steps_s)
+    trained = train(name, arch, run, data, work, steps, s)
+    row = {"steps": steps, "train_peak_mb": trained["peak_mb"], "train_wall_s": trained["seconds"]}
+    if name == "attnmt":
+        log = (run / "model" / "train.jsonl").read_text().splitlines()
+        row["steps"] = json.loads(log[-1])["step"]
+        row["same_pieces"] = _pieces(run / "model" / "src.spm") == _pieces(data / "spm.model")
+    return row
+
+
+def race_translate(
+    name: str, run: Path, data: Path, work: Path, runs: int, sources: Path, references: list
+) -> dict:
+    """Greedy and beam 5 (and, for attnmt, both again with ``--int8``), each ``runs`` times."""
+    from attnmt.metrics import corpus_scores
+
+    module = TOOLKITS[name]
+    one = run / "one.txt"
+    src = sources if module.READS == "text" else data / "test.en"
+    one.write_text(src.open(encoding="utf-8").readline(), encoding="utf-8")
+    variants = {"": []} | ({"_int8": ["--int8"]} if name == "attnmt" else {})
+    row = {}
+    for suffix, extra in variants.items():
+        for beam in (1, 5):
+            timings, loads, peak = [], [], 0.0
+            for r in range(runs):
+                out = run / f"beam{beam}{suffix}-{r}.out"
+                m = translate(name, run, work, beam, src, out, extra)
+                loads.append(translate(name, run, work, beam, one, run / "one.out", extra)["seconds"])
+                timings.append(m["seconds"] - loads[-1])
+                peak = max(peak, m["peak_mb"])
+            hyps = decode_pieces(run / f"beam{beam}{suffix}-0.out", data / "spm.model", module.READS)
+            scores = corpus_scores(hyps, references)
+            seconds = statistics.median(timings)
+            row[f"beam{beam}{suffix}"] = {
+                "bleu": scores.bleu, "chrf": scores.chrf, "sent_s": len(hyps) / seconds,
+                "tgt_pieces_s": count_pieces(hyps, data / "spm.model") / seconds,
+                "load_s": statistics.median(loads), "peak_mb": peak, "seconds": timings,
+            }  # fmt: skip
+    return row
 
 
 def _pieces(spm_model: Path) -> list[tuple[str, float]]:
