@@ -20,7 +20,7 @@ def max_output_lengths(src_pad_mask: Tensor, ratio: float = 2.0, extra: int = 10
     return ((~src_pad_mask).sum(dim=1) * ratio).long() + extra
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def greedy_search(model, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor) -> list[Hypothesis]:
     """Pick the most probable word at each step until ``<eos>`` or ``max_lengths`` (B,) tokens.
 
@@ -67,7 +67,7 @@ def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
     return ((5 + length) / 6) ** alpha
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search(
     model,
     src: Tensor,
@@ -82,9 +82,12 @@ def beam_search(
     """Keep the ``beam_size`` best prefixes of every sentence at once (B × K rows through the model).
 
     A hypothesis ends when ``<eos>`` is among its sentence's ``beam_size`` best extensions; a sentence
-    is done when it has ``n_best`` ended hypotheses that no live prefix can still beat: log-probabilities
-    only fall, so a prefix's best final ranking score is its score over the penalty at its longest
-    length.  ``min_lengths`` / ``max_lengths`` (B,) bound the output length, ``<eos>`` excluded.
+    is done when it has ``n_best`` ended hypotheses that rank above its best live prefix as that prefix
+    would rank if it ended at the next step (as Hugging Face's ``early_stopping=False``).  Log
+    probabilities only fall, so with ``alpha`` 0 nothing better can come; with ``alpha`` > 0 a longer
+    one still could, but searching on for it cost 35–40 % more time for 0.02–0.14 dev BLEU
+    (docs/benchmarks.md).
+    ``min_lengths`` / ``max_lengths`` (B,) bound the output length, ``<eos>`` excluded.
     Returns, per sentence, the ``n_best`` hypotheses by descending score / length_penalty.
     """
     if not 1 <= n_best <= beam_size:
@@ -151,16 +154,14 @@ def beam_search(
                 if attn_history is None
                 else torch.cat([attn_history.index_select(0, origin), new_attn], 1)
             )
-        # a sentence is done when its n-th best ended hypothesis beats anything a live prefix can still
-        # reach (log p only falls: a prefix of t + 1 tokens ends at t + 2 … its longest)
+        # a sentence is done when its n-th best ended hypothesis ranks above its best live prefix ended
+        # at the next step (t + 2 tokens with <eos>)
         going = []
-        for b, (best, most) in enumerate(
-            zip(scores.max(dim=1).values.tolist(), max_lengths.tolist(), strict=True)
-        ):
+        for b, best in enumerate(scores.max(dim=1).values.tolist()):
             ended = finished[active[b]]
             if len(ended) >= n_best:
                 nth = sorted(s for s, _ in ended)[-n_best]
-                if nth >= max(best / length_penalty(t + 2, alpha), best / length_penalty(most, alpha)):
+                if nth >= best / length_penalty(t + 2, alpha):
                     continue
             going.append(b)
         if not going:

@@ -70,7 +70,7 @@ class Translator:
                 results[i] = translations
         return results
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _translate_tokens(
         self, batch: list[list[str]], n: int, beam_size: int, alpha: float
     ) -> list[list[Translation]]:

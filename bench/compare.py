@@ -276,13 +276,14 @@ def main() -> None:
     sources = data / "test.txt"
     references = json.loads((data / "test.refs.json").read_text(encoding="utf-8"))
     results["test_sentences"] = len(references)
+    race_archs = args.archs if args.race_archs is None else args.race_archs
     if args.retranslate:  # decoding changed: translate again with every trained model, side by side
-        for rows in results["race"].values():
-            for row in rows.values():
+        for arch in race_archs:
+            for row in results["race"].get(arch, {}).values():
                 for key in [k for k in row if k.startswith("beam")]:
                     del row[key]
         results["retranslated_with"] = " ".join(["python", *sys.argv])
-    for arch in args.archs if args.race_archs is None else args.race_archs:
+    for arch in race_archs:
         s = SETTINGS[arch] | {"report_every": 1_000_000, "minutes": args.minutes}
         for name in args.toolkits:
             if f"{name}:{arch}" in args.skip_race:
@@ -371,9 +372,15 @@ def _save(work: Path, results: dict, doc: Path | None) -> None:
 
 def render(r: dict) -> str:
     """The results as markdown tables."""
+    again = r.get("retranslated_with")  # translation measured again after a decoding change
     lines = [
         f"`{r['command']}` — {r['date']}, {r['cpu']}, {r['threads']} threads, torch {r['torch']}; "
-        f"fp32 matmul peak {r['matmul_gflops']:.0f} GFLOP/s (2048³, median of 5).",
+        f"fp32 matmul peak {r['matmul_gflops']:.0f} GFLOP/s (2048³, median of 5)."
+        + (
+            f" Translation measured again, every toolkit, after a decoding change: `{again}`."
+            if again
+            else ""
+        ),
         "",
         "**Training throughput** (median of the runs; each run's speed is the median over its progress "
         "reports after the first): source + target pieces per second of training, peak memory of the "
@@ -414,7 +421,7 @@ def render(r: dict) -> str:
                     f"| {g['tgt_pieces_s']:,.0f} / {b['tgt_pieces_s']:,.0f} | {g['sent_s'] / b['sent_s']:.1f} "
                     f"| {g['load_s']:.1f} |"
                 )
-        if all(len(rows) > 1 for rows in r["race"].values()):
+        if all(len(rows) > 1 and all("beam1" in x for x in rows.values()) for rows in r["race"].values()):
             lines += ["", *targets(r)]
     return "\n".join(lines)
 

@@ -106,8 +106,8 @@ D = {  # next-token distributions by prefix; unlisted tokens get probability ~0 
 # Ranked by log p (alpha 0): [B] .32 > [A, C] .30 > [A, B] .12.
 # GNMT penalty, alpha 1: lp(|Y|) = (5 + |Y|) / 6 with <eos> counted:
 #   [B]: log .32 / (7/6) = -0.977;  [A, C]: log .30 / (8/6) = -0.903;  [A, B]: log .12 / (8/6) = -1.590.
-#   So [A, C] wins, though [B] ended first: after step 1 the live A C (log p -1.204) could still reach
-#   -1.204 / lp(10) = -0.482 > -0.977, so the beam must go on.
+#   So [A, C] wins, though [B] ended first: after step 1 the live A C (log p -1.204), ended at the next
+#   step, would rank at -1.204 / lp(3) = -0.903 > -0.977, so the beam goes on.
 
 
 @dataclass
@@ -157,6 +157,23 @@ def test_the_beam_goes_on_after_its_first_hypothesis_ends_while_a_better_one_can
     ((best,),) = beam_search(PrefixModel(D), src, mask, torch.tensor([10]), beam_size=2, alpha=1.0)
     assert best.tokens == [A, C]
     assert math.isclose(best.score, math.log(0.30), rel_tol=1e-6)  # the raw log-probability
+
+
+class CountingPrefixModel(PrefixModel):
+    steps = 0
+
+    def step(self, prev, state):
+        self.steps += 1
+        return super().step(prev, state)
+
+
+def test_the_beam_stops_when_no_live_prefix_ended_next_would_rank_higher():
+    # [A] ends at step 1: log .5 / lp(2) = -0.594.  The live A C (log .36 = -1.022) would rank -0.766 if
+    # it ended at step 2, so the search stops, though A C C … (p stays .36) would rank -0.41 at 10 tokens.
+    model = CountingPrefixModel({(): {A: 0.9, B_: 0.1}, (A,): {EOS: 0.5, C: 0.4, B_: 0.1}, (A, C): {C: 1.0}})
+    src, mask = _src(1)
+    ((best,),) = beam_search(model, src, mask, torch.tensor([10]), beam_size=2, alpha=1.0)
+    assert best.tokens == [A] and model.steps == 2
 
 
 def test_n_best_lists_every_ended_hypothesis_by_penalised_score():
