@@ -12,6 +12,9 @@
    ``--runs`` times (batch 64): sentences/s, target pieces/s, load time, cased multi-reference BLEU;
 6. writes ``--work``/results.json and the tables (into ``--doc`` between its result markers).
 
+``--resume`` continues an invocation from results.json; with ``--retranslate`` it translates again with
+the race's trained models, every toolkit, after a change to decoding.
+
 All settings shared by the toolkits are in ``SETTINGS``; every ratio comes from this one invocation.
 """
 
