@@ -134,9 +134,8 @@ def flops_per_piece(arch: str) -> float:
     dataset = tatoeba_dataset(every=6)  # about 20,000 pairs: enough for a vocabulary and five batches
     model = build_model(model_config(arch), 8003, 8003, shared_vocab=True)  # 8,000 pieces + 3 specials
     flops = pieces = 0
-    for indices in bucketed_batches(dataset.lengths(), SETTINGS[arch]["batch_tokens"], shuffle=True, seed=0)[
-        :5
-    ]:
+    batches = bucketed_batches(dataset.lengths(), SETTINGS[arch]["batch_tokens"], shuffle=True, seed=0)
+    for indices in batches[:5]:
         batch = collate(dataset, indices)
         with FlopCounterMode(display=False) as counter:
             loss_fn(model, batch).backward()
@@ -231,6 +230,8 @@ def main() -> None:
         help="with --resume: translate again with the models the race trained (after a decoding change)",
     )
     args = parser.parse_args()
+    if args.retranslate and not args.resume:
+        parser.error("--retranslate needs --resume: it translates with the models a recorded race trained")
     if args.render:
         _save(args.work.resolve(), json.loads((args.work / "results.json").read_text()), args.doc)
         return
@@ -254,9 +255,7 @@ def main() -> None:
         results = previous | {"resumed_with": results["command"]}
     for name in args.toolkits:
         venv_of(work, name)
-    for arch in [
-        a for a in args.archs if a not in results["throughput"]
-    ]:  # throughput, toolkits interleaved in every round
+    for arch in [a for a in args.archs if a not in results["throughput"]]:  # toolkits take turns each round
         s = SETTINGS[arch] | {"report_every": REPORT_EVERY[arch]}
         rows = {name: [] for name in args.toolkits}
         for r in range(args.runs):

@@ -168,7 +168,7 @@ class CountingPrefixModel(PrefixModel):
 
 
 def test_the_beam_stops_when_no_live_prefix_ended_next_would_rank_higher():
-    # [A] ends at step 1: log .5 / lp(2) = -0.594.  The live A C (log .36 = -1.022) would rank -0.766 if
+    # [A] ends at step 1: log .45 / lp(2) = -0.684.  The live A C (log .36 = -1.022) would rank -0.766 if
     # it ended at step 2, so the search stops, though A C C … (p stays .36) would rank -0.41 at 10 tokens.
     model = CountingPrefixModel({(): {A: 0.9, B_: 0.1}, (A,): {EOS: 0.5, C: 0.4, B_: 0.1}, (A, C): {C: 1.0}})
     src, mask = _src(1)
