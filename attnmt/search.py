@@ -16,13 +16,15 @@ class Hypothesis:
 
 
 def max_output_lengths(src_pad_mask: Tensor, ratio: float = 2.0, extra: int = 10) -> Tensor:
-    """The longest output allowed per sentence: ``ratio`` × source length + ``extra`` tokens."""
+    """The most words an output may have, per sentence: ``ratio`` × source length (its ``<eos>``
+    counted) + ``extra``.  The output's own ``<eos>`` comes on top."""
     return ((~src_pad_mask).sum(dim=1) * ratio).long() + extra
 
 
 @torch.inference_mode()
 def greedy_search(model, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor) -> list[Hypothesis]:
-    """Pick the most probable word at each step until ``<eos>`` or ``max_lengths`` (B,) tokens.
+    """Pick the most probable word at each step until ``<eos>``, or ``<eos>`` after ``max_lengths`` (B,)
+    words.
 
     src (B, S), src_pad_mask (B, S) → one :class:`Hypothesis` per sentence.  A sentence that has
     ended leaves the batch, so the model's work follows the sentences still being written.
@@ -30,22 +32,22 @@ def greedy_search(model, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor)
     batch, device = src.size(0), src.device
     state = model.init_state(model.encode(src, src_pad_mask))
     longest = int(max_lengths.max())
-    tokens = torch.full((batch, longest), Vocabulary.pad_id, dtype=torch.long, device=device)
+    tokens = torch.full((batch, longest + 1), Vocabulary.pad_id, dtype=torch.long, device=device)
     attention: Tensor | None = None  # (B, T, S)
     scores = torch.zeros(batch, device=device)
     active = torch.arange(batch, device=device)  # the sentences still being written
     lengths = max_lengths.to(device)
     prev = torch.full((batch,), Vocabulary.sos_id, dtype=torch.long, device=device)
-    for t in range(longest):
+    for t in range(longest + 1):  # t words written so far
         log_probs, state, attn = model.step(prev, state)  # (A, V), state, (A, S)
         log_probs[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")  # never generated
         prev = log_probs.argmax(dim=-1)
-        prev = torch.where(t + 1 >= lengths, Vocabulary.eos_id, prev)  # out of room: end here
+        prev = torch.where(t >= lengths, Vocabulary.eos_id, prev)  # out of room: end here
         scores.index_add_(0, active, log_probs.gather(1, prev[:, None]).squeeze(1))
         tokens[active, t] = prev
         if attn is not None:
             if attention is None:
-                attention = torch.zeros(batch, longest, attn.size(-1), device=device)
+                attention = torch.zeros(batch, longest + 1, attn.size(-1), device=device)
             attention[active, t] = attn.float()
         going = (prev != Vocabulary.eos_id).nonzero().squeeze(1)
         if len(going) < len(active):
@@ -87,7 +89,7 @@ def beam_search(
     probabilities only fall, so with ``alpha`` 0 nothing better can come; with ``alpha`` > 0 a longer
     one still could, but searching on for it cost 35–40 % more time for 0.02–0.14 dev BLEU
     (docs/benchmarks.md).
-    ``min_lengths`` / ``max_lengths`` (B,) bound the output length, ``<eos>`` excluded.
+    ``min_lengths`` / ``max_lengths`` (B,) bound the number of words, ``<eos>`` not counted.
     Returns, per sentence, the ``n_best`` hypotheses by descending score / length_penalty.
     """
     if not 1 <= n_best <= beam_size:
@@ -105,12 +107,12 @@ def beam_search(
     max_lengths = max_lengths.to(device)
     min_lengths = torch.zeros_like(max_lengths) if min_lengths is None else min_lengths.to(device)
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in active]
-    for t in range(longest):
+    for t in range(longest + 1):  # t words written so far
         batch = len(active)
         log_probs, state, attn = model.step(prev, state)  # (A*K, V), state, (A*K, S) or None
         vocab = log_probs.size(-1)
         log_probs[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")
-        must_end = (t + 1 >= max_lengths).repeat_interleave(k)  # out of room: <eos> only
+        must_end = (t >= max_lengths).repeat_interleave(k)  # out of room: <eos> only
         log_probs[must_end] = log_probs[must_end].masked_fill(
             torch.arange(vocab, device=device) != Vocabulary.eos_id, float("-inf")
         )

@@ -66,12 +66,14 @@ def test_each_sentence_stops_at_its_own_eos_in_a_batch():
     assert hyps[1].score == 0.0
 
 
-def test_the_maximum_length_ends_a_hypothesis_with_eos():
+def test_the_maximum_length_counts_words_and_then_ends_with_eos():
     model = ScriptedModel([[{A: 0.9, EOS: 0.1}]])  # would never choose <eos>
     src, mask = _src(1)
-    (hyp,) = greedy_search(model, src, mask, torch.tensor([4]))
-    assert hyp.tokens == [A, A, A]
+    (hyp,) = greedy_search(model, src, mask, torch.tensor([3]))
+    assert hyp.tokens == [A, A, A]  # 3 words, then <eos> (not counted)
     assert math.isclose(hyp.score, 3 * math.log(0.9) + math.log(0.1), rel_tol=1e-6)
+    (empty,) = greedy_search(model, src, mask, torch.tensor([0]))
+    assert empty.tokens == [] and math.isclose(empty.score, math.log(0.1), rel_tol=1e-6)
 
 
 def test_maximum_output_length_grows_with_the_source():
@@ -199,9 +201,20 @@ def test_beam_respects_minimum_and_maximum_lengths():
         min_lengths=torch.tensor([2, 0]),
     )
     assert hyps[0][0].tokens == [A, C]  # [B] is too short
-    assert hyps[1][0].tokens == [B_]  # at most 2 tokens with <eos>
-    ((cut,),) = beam_search(PrefixModel(D), src[:1], mask[:1], torch.tensor([1]), beam_size=2)
+    assert hyps[1][0].tokens == [B_]  # at most 2 words
+    ((cut,),) = beam_search(PrefixModel(D), src[:1], mask[:1], torch.tensor([0]), beam_size=2)
     assert cut.tokens == [] and cut.score < -1e8  # no room for a word: <eos> at once, however improbable
+
+
+def test_the_beam_maximum_length_counts_words_not_eos():
+    # Every step: A .9, <eos> .1.  Beam 2, alpha 1, at most 3 words: the hypotheses that end are
+    # [] log .1 / lp(1) = -2.303, [A] log .09 / lp(2) = -2.064, [A, A] log .081 / lp(3) = -1.885 and,
+    # forced at the 4th step, [A, A, A] log .0729 / lp(4) = -2.619 / 1.5 = -1.745: the best.
+    model = ScriptedModel([[{A: 0.9, EOS: 0.1}]])
+    src, mask = _src(1)
+    (n_best,) = beam_search(model, src, mask, torch.tensor([3]), beam_size=2, n_best=2, alpha=1.0)
+    assert [h.tokens for h in n_best] == [[A, A, A], [A, A]]
+    assert math.isclose(n_best[0].score, math.log(0.9**3 * 0.1), rel_tol=1e-6)
 
 
 # ---- beam search on a real (untrained) model -------------------------------------------------------
