@@ -1,8 +1,9 @@
 """Where a run computes and in what precision.
 
 ``auto`` picks CUDA, then Apple MPS, then the CPU.  Precision ``auto`` is bf16 autocast where the
-device has fast bf16 (CUDA, compute capability 8.0 and up) and fp32 elsewhere: on CPUs without
-AVX-512 BF16 or AMX, bf16 matrix products are slower than fp32, not faster (see bench/README.md).
+device computes bf16 natively — CUDA with compute capability 8.0 and up, or a CPU with AVX-512 BF16
+or AMX-BF16 running torch's AVX-512 kernels — and fp32 elsewhere: on AVX2-only CPUs bf16 is emulated
+and trains 31× slower than fp32, not faster (see bench/README.md).
 """
 
 import contextlib
@@ -37,11 +38,23 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX-512 BF16 or AMX-BF16) and torch uses
+    its AVX-512 kernels.  A forced lower kernel level (``ATEN_CPU_CAPABILITY=avx2`` or ``default``)
+    runs torch's own bf16 kernels without those instructions, so it counts as no."""
+    capabilities = torch.cpu.get_capabilities()
+    has_instructions = bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    return has_instructions and torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 def resolve_precision(device: torch.device, precision: str = "auto") -> str:
     """``fp32`` or ``bf16``: what ``auto`` means on ``device``."""
     if precision != "auto":
         return precision
-    fast_bf16 = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cuda":
+        fast_bf16 = torch.cuda.get_device_capability(device)[0] >= 8
+    else:
+        fast_bf16 = device.type == "cpu" and cpu_has_native_bf16()
     return "bf16" if fast_bf16 else "fp32"
 
 
