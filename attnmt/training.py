@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from attnmt.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from attnmt.config import Config, DataConfig
+from attnmt.config import Config, DataConfig, TrainConfig
 from attnmt.corpora import Pair, clean, group_references, load_pairs
 from attnmt.data import Batch, TranslationDataset, bucketed_batches, collate
 from attnmt.device import autocast, resolve_precision, select_device
@@ -122,8 +122,36 @@ class Progress:
     tgt_tokens: int = 0  # target tokens likewise
     best: list[float] | None = None  # [dev BLEU, -dev loss] of the best model: BLEU first, loss breaks ties
     bad_validations: int = 0  # in a row, without a better dev score
-    lr: float = 0.0
+    decays: int = 0  # plateau: learning-rate decays so far
     history: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> "Progress":
+        """The progress saved in a checkpoint.  Checkpoints written before ``decays`` hold the decayed
+        rate itself (``lr``) and the config that decayed it: the count is derived from them."""
+        progress = cls(**{k: saved[k] for k in cls.__dataclass_fields__ if k in saved})
+        if "decays" not in saved and "lr" in saved:
+            train = saved["config"]["train"]
+            rate, factor = train["lr"], train["decay_factor"]
+            while train["schedule"] == "plateau" and rate > saved["lr"] and factor < 1:
+                rate, progress.decays = rate * factor, progress.decays + 1
+        return progress
+
+
+def learning_rate(step: int, train: TrainConfig, decays: int = 0) -> float:
+    """The learning rate of update ``step`` (0-based) under ``train.schedule``: ``constant`` is
+    ``train.lr``; ``inverse_sqrt`` warms up linearly for ``warmup_steps`` to ``train.lr``, then decays
+    with the inverse square root of the step (Vaswani et al. 2017, eq. 3, scaled to peak at
+    ``train.lr``); ``plateau`` is ``train.lr × decay_factor ** decays``, ``decays`` counting the
+    validations that decayed it."""
+    if train.schedule == "inverse_sqrt":
+        n = step + 1
+        return train.lr * min(n / train.warmup_steps, (train.warmup_steps / n) ** 0.5)
+    lr = train.lr
+    if train.schedule == "plateau":
+        for _ in range(decays):  # one product at a time, the float a run always got
+            lr *= train.decay_factor
+    return lr
 
 
 def train(
@@ -192,11 +220,11 @@ def train(
     if model_dir is not None and world.is_main:
         _check_writable(Path(model_dir), model, config.train.keep_checkpoints)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=device.type in FUSED_ADAM)
-    state = Progress(lr=config.train.lr)
+    state = Progress()
     if resume:
         checkpoint = latest_checkpoint(model_dir)
         saved = load_checkpoint(checkpoint, model, optimizer)
-        state = Progress(**{k: saved[k] for k in Progress.__dataclass_fields__ if k in saved})
+        state = Progress.from_checkpoint(saved)
         say(f"resuming from {checkpoint} (update {state.step:,}, epoch {state.epoch})")
     translator = Translator(model, src_vocab, tgt_vocab, src_tok, tgt_tok, config)
     _Run(config, dataset, dev, translator, optimizer, state, model_dir, progress, say, world).loop()
@@ -298,14 +326,14 @@ class _Run:
             tokens, epoch_loss, epoch_tokens = tokens + n, epoch_loss + loss * n, epoch_tokens + n
             speed = tokens / max(1e-9, time.perf_counter() - started)
             bar.update()
-            postfix = {"epoch": s.epoch, "loss": f"{loss:.3f}", "lr": f"{s.lr:.2g}", "tok_s": f"{speed:.0f}"}
+            postfix = {"epoch": s.epoch, "loss": f"{loss:.3f}", "lr": f"{self.lr:.2g}", "tok_s": f"{speed:.0f}"}
             if cfg.max_minutes is not None:  # the budget's ETA, when the bar's own (by steps) cannot know
                 postfix["budget_left"] = f"{max(0.0, cfg.max_minutes - s.seconds / 60):.1f}min"
             bar.set_postfix(postfix)
             if bar.disable and time.perf_counter() - last_line >= 60:
                 last_line = time.perf_counter()
                 self.say(
-                    f"update {s.step:,}  epoch {s.epoch}  loss {loss:.3f}  lr {s.lr:.2g}  {speed:,.0f} target tokens/s  "
+                    f"update {s.step:,}  epoch {s.epoch}  loss {loss:.3f}  lr {self.lr:.2g}  {speed:,.0f} target tokens/s  "
                     f"{s.seconds / 60:.1f} min"
                 )
             if s.step % cfg.validate_every == 0:
@@ -317,25 +345,27 @@ class _Run:
         self.model.eval()
 
     def set_lr(self) -> None:
-        cfg, s = self.train_cfg, self.state
-        if cfg.schedule == "inverse_sqrt":  # Vaswani et al. 2017, eq. 3, peaking at cfg.lr
-            step = s.step + 1
-            s.lr = cfg.lr * min(step / cfg.warmup_steps, (cfg.warmup_steps / step) ** 0.5)
+        lr = learning_rate(self.state.step, self.train_cfg, self.state.decays)
         for group in self.optimizer.param_groups:
-            group["lr"] = s.lr
+            group["lr"] = lr
+
+    @property
+    def lr(self) -> float:
+        """The learning rate Adam used last (``train.lr`` before a new run's first update)."""
+        return self.optimizer.param_groups[0]["lr"]
 
     def validate_and_save(self) -> None:
         """Rank 0 validates and writes; the others wait, then take its verdict (best, lr, patience)."""
         if self.world.is_main:
             self._validate_and_save()
         s = self.state
-        s.best, s.bad_validations, s.lr = self.world.from_main((s.best, s.bad_validations, s.lr))
+        s.best, s.bad_validations, s.decays = self.world.from_main((s.best, s.bad_validations, s.decays))
         self.world.barrier()
 
     def _validate_and_save(self) -> None:
         cfg, s = self.train_cfg, self.state
         record: dict = {
-            "step": s.step, "epoch": s.epoch, "lr": s.lr, "minutes": round(s.seconds / 60, 2),
+            "step": s.step, "epoch": s.epoch, "lr": self.lr, "minutes": round(s.seconds / 60, 2),
             "seconds": round(s.seconds, 3), "src_tokens": s.src_tokens, "tgt_tokens": s.tgt_tokens,
         }  # fmt: skip
         improved = True
@@ -349,7 +379,7 @@ class _Run:
             else:
                 s.bad_validations += 1
                 if cfg.schedule == "plateau" and s.bad_validations % cfg.decay_patience == 0:
-                    s.lr *= cfg.decay_factor
+                    s.decays += 1
             self.say(
                 f"update {s.step:,}: dev loss {record['dev_loss']:.3f}  ppl {record['dev_ppl']:.1f}  "
                 f"BLEU {record['bleu']:.2f}  chrF {record['chrf']:.2f}" + ("  (best)" if improved else "")
@@ -358,6 +388,7 @@ class _Run:
         if self.model_dir is None:
             return
         state = {k: getattr(s, k) for k in Progress.__dataclass_fields__} | {"config": self.config.to_dict()}
+        state["lr"] = learning_rate(s.step, cfg, s.decays)  # the next update's, for attnmt before `decays`
         try:
             if improved:
                 save_model(self.translator, self.model_dir)

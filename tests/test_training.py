@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attnmt import training
 from attnmt.checkpoint import latest_checkpoint
 from attnmt.config import config_from_dict
 from attnmt.corpora import toy_pairs
@@ -45,6 +47,33 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = [json.loads(line) for line in (tmp_path / "b" / "train.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [7, 14, 21, 28, 30]
+
+
+def _scripted_bleu(monkeypatch, *scores: float) -> None:
+    """Validations report these dev BLEU scores, in order: a model this small scores about 0 every time,
+    which cannot steer the best-model choice or the plateau schedule."""
+    real, scripted = training.corpus_scores, iter(scores)
+    monkeypatch.setattr(
+        training,
+        "corpus_scores",
+        lambda hyps, refs: dataclasses.replace(real(hyps, refs), bleu=next(scripted)),
+    )
+
+
+@pytest.mark.parametrize(("schedule", "decays"), [("constant", 0), ("plateau", 1)])
+def test_resume_trains_with_a_changed_learning_rate(tmp_path, monkeypatch, schedule, decays):
+    """The train section may change on resume: a new train.lr holds from the next update on, times the
+    plateau decays the run had already earned."""
+    _scripted_bleu(monkeypatch, 20.0, 10.0, 5.0)  # updates 7, 14 (worse: one decay, patience 1), 21
+    config = _config(max_steps=14, lr=0.003, schedule=schedule, decay_patience=1, decay_factor=0.5)
+    config.data.dev = "toy"
+    train(config, pairs=PAIRS, model_dir=tmp_path, progress=False)
+    config.train.lr, config.train.max_steps = 0.001, 21
+    train(config, pairs=PAIRS, model_dir=tmp_path, resume=True, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in log] == [0.003, 0.003, 0.001 * 0.5**decays]  # each the rate of its update
+    state = json.loads((latest_checkpoint(tmp_path) / "state.json").read_text())
+    assert state["param_groups"][0]["lr"] == 0.001 * 0.5**decays  # what Adam used at update 21
 
 
 def test_resume_refuses_a_different_model(tmp_path):
