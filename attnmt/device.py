@@ -18,8 +18,9 @@ DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """The device ``name`` names, checked to exist; ``auto`` is the best one present."""
+def select_device(name: str = "auto", source: str = "train.device") -> torch.device:
+    """The device ``name`` names, checked to exist; ``auto`` is the best one present.  Errors name
+    ``source``, where the value came from (a config key or a command-line option)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -27,14 +28,14 @@ def select_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
-        raise AttnmtError(f"train.device: {name!r} is not one of {', '.join(DEVICES)}")
+        raise AttnmtError(f"{source}: {name!r} is not one of {', '.join(DEVICES)}")
     device = torch.device(name)
     if device.type == "cuda" and (
         not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
     ):
-        raise AttnmtError(f"train.device: {name} is not available on this machine (use auto or cpu)")
+        raise AttnmtError(f"{source}: {name} is not available on this machine (use auto or cpu)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise AttnmtError("train.device: mps is not available on this machine (use auto or cpu)")
+        raise AttnmtError(f"{source}: mps is not available on this machine (use auto or cpu)")
     return device
 
 
