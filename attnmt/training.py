@@ -11,6 +11,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,35 +172,16 @@ def train(
     """
     torch.manual_seed(config.train.seed)
     device = local_device(select_device(config.train.device))
+    precision = resolve_precision(device, config.train.precision)
     world = init_world(device)
     progress = progress and world.is_main
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
-    if resume:
-        if model_dir is None or latest_checkpoint(model_dir) is None:
-            raise AttnmtError(f"{model_dir}: no checkpoint to resume from")
-        previous = load_model(model_dir)
-        _check_resumable(previous.config, config, Path(model_dir) / CONFIG)
-        src_tok, tgt_tok = previous.src_tokenizer, previous.tgt_tokenizer
-        src_vocab, tgt_vocab = previous.src_vocab, previous.tgt_vocab
+    previous = _resumable_model(config, model_dir) if resume else None
     if pairs is None:
-        pairs, report = clean(
-            load_pairs(
-                config.data.train,
-                src_lang=config.data.src_lang,
-                tgt_lang=config.data.tgt_lang,
-                root=data_root,
-            ),
-            max_words=config.data.max_words,
-        )
-        say(f"training data {config.data.train}: {report}")
+        pairs = _training_pairs(config.data, data_root, say)
     if not pairs:
         raise AttnmtError("no training pairs")
-    if not resume:  # built once, by rank 0, so that every process has the very same
-        built = None
-        if world.is_main:
-            src_tok, tgt_tok = build_tokenizers(config.data, pairs)
-            built = (src_tok, tgt_tok, *build_vocabularies(config.data, pairs, src_tok, tgt_tok))
-        src_tok, tgt_tok, src_vocab, tgt_vocab = world.from_main(built)
+    src_tok, tgt_tok, src_vocab, tgt_vocab = _tokenizers_and_vocabularies(config.data, pairs, previous, world)
     dataset = TranslationDataset(
         pairs,
         src_vocab,
@@ -215,62 +197,178 @@ def train(
             config.data.dev, src_lang=config.data.src_lang, tgt_lang=config.data.tgt_lang, root=data_root
         )
     model = build_model(config.model, len(src_vocab), len(tgt_vocab), config.data.joint_vocab).to(device)
-    say(f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}, "
-        f"{resolve_precision(device, config.train.precision)}")  # fmt: skip
+    say(f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}, {precision}")
     if model_dir is not None and world.is_main:
         _check_writable(Path(model_dir), model, config.train.keep_checkpoints)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=device.type in FUSED_ADAM)
     state = Progress()
     if resume:
         checkpoint = latest_checkpoint(model_dir)
-        saved = load_checkpoint(checkpoint, model, optimizer)
-        state = Progress.from_checkpoint(saved)
+        state = Progress.from_checkpoint(load_checkpoint(checkpoint, model, optimizer))
         say(f"resuming from {checkpoint} (update {state.step:,}, epoch {state.epoch})")
-    translator = Translator(model, src_vocab, tgt_vocab, src_tok, tgt_tok, config)
-    _Run(config, dataset, dev, translator, optimizer, state, model_dir, progress, say, world).loop()
-    return translator
+    run = _Run(
+        config=config,
+        translator=Translator(model, src_vocab, tgt_vocab, src_tok, tgt_tok, config),
+        optimizer=optimizer,
+        state=state,
+        dataset=dataset,
+        dev=dev,
+        model_dir=None if model_dir is None else Path(model_dir),
+        device=device,
+        precision=precision,
+        world=world,
+        say=say,
+        show_bar=progress,
+    )
+    run.loop()
+    return run.translator
 
 
-class _Run:
-    """One training run's loop, validation and checkpointing."""
+def _resumable_model(config: Config, model_dir: Path | None) -> Translator:
+    """The model saved in ``model_dir``, checked to be the model and data ``config`` trains."""
+    if model_dir is None or latest_checkpoint(model_dir) is None:
+        raise AttnmtError(f"{model_dir}: no checkpoint to resume from")
+    previous = load_model(model_dir)
+    _check_resumable(previous.config, config, Path(model_dir) / CONFIG)
+    return previous
 
-    def __init__(self, config, dataset, dev, translator, optimizer, state, model_dir, progress, say, world):
-        self.config, self.train_cfg = config, config.train
-        self.dataset, self.dev, self.translator = dataset, dev, translator
-        self.model: EncoderDecoderAttention = translator.model
-        self.world: World = world
-        self.trained = self.model  # what a training step runs: the model, or its DDP wrapper
-        if world.size > 1:
-            self.trained = torch.nn.parallel.DistributedDataParallel(self.model)
-        self.optimizer, self.state = optimizer, state
-        self.model_dir = None if model_dir is None else Path(model_dir)
-        self.progress, self.say = progress, say
-        self.lengths = dataset.lengths()
-        self.device = next(self.model.parameters()).device
-        self.precision = resolve_precision(self.device, config.train.precision)
-        t = translator  # the dev set is tokenized once, not at every validation
-        self.dev_set = (
-            None
-            if dev is None
-            else TranslationDataset(
-                dev, t.src_vocab, t.tgt_vocab, src_tokenizer=t.src_tokenizer, tgt_tokenizer=t.tgt_tokenizer
-            )
+
+def _training_pairs(data: DataConfig, root: Path | None, say: Callable[[str], None]) -> list[Pair]:
+    """``data.train``, cleaned (``data.max_words``)."""
+    pairs, report = clean(
+        load_pairs(data.train, src_lang=data.src_lang, tgt_lang=data.tgt_lang, root=root),
+        max_words=data.max_words,
+    )
+    say(f"training data {data.train}: {report}")
+    return pairs
+
+
+def _tokenizers_and_vocabularies(
+    data: DataConfig, pairs: list[Pair], previous: Translator | None, world: World
+) -> tuple[Tokenizer, Tokenizer, Vocabulary, Vocabulary]:
+    """Those of the run resumed (``previous``), or built from ``pairs`` once, by rank 0, so that every
+    process has the very same."""
+    if previous is not None:
+        return previous.src_tokenizer, previous.tgt_tokenizer, previous.src_vocab, previous.tgt_vocab
+    built = None
+    if world.is_main:
+        src_tok, tgt_tok = build_tokenizers(data, pairs)
+        built = (src_tok, tgt_tok, *build_vocabularies(data, pairs, src_tok, tgt_tok))
+    return world.from_main(built)
+
+
+class _Report:
+    """What a run shows while it trains, kept out of the arithmetic: a progress bar on a terminal (else,
+    e.g. into a log file, a line a minute) and the loss of the first and of every tenth epoch."""
+
+    def __init__(
+        self,
+        *,
+        train: TrainConfig,
+        updates_per_epoch: int,
+        step: int,
+        say: Callable[[str], None],
+        show_bar: bool,
+    ) -> None:
+        total = min(
+            train.epochs * updates_per_epoch if train.epochs is not None else math.inf,
+            train.max_steps if train.max_steps is not None else math.inf,
         )
+        self.bar = tqdm(
+            total=None if math.isinf(total) else total,
+            initial=step,
+            disable=None if show_bar else True,
+            unit="update",
+            dynamic_ncols=True,
+            leave=False,
+        )
+        self.say, self.max_minutes = say, train.max_minutes
+        self.every_epochs = max(1, (train.epochs or 10) // 10)
+        self.started = self.last_line = time.perf_counter()
+        self.tokens = 0  # target tokens trained on in this sitting, for the speed
+        self.epoch_loss = self.epoch_tokens = 0.0  # summed loss and target tokens of the epoch so far
+
+    def speed(self) -> float:
+        """Target tokens per second in this sitting."""
+        return self.tokens / max(1e-9, time.perf_counter() - self.started)
+
+    def update(self, s: Progress, loss: float, tokens: int, lr: float) -> None:
+        """After an update with ``loss`` per target token over ``tokens`` target tokens at rate ``lr``."""
+        self.tokens += tokens
+        self.epoch_loss, self.epoch_tokens = self.epoch_loss + loss * tokens, self.epoch_tokens + tokens
+        speed = self.speed()
+        self.bar.update()
+        postfix = {"epoch": s.epoch, "loss": f"{loss:.3f}", "lr": f"{lr:.2g}", "tok_s": f"{speed:.0f}"}
+        if self.max_minutes is not None:  # the budget's ETA, when the bar's own (by steps) cannot know
+            postfix["budget_left"] = f"{max(0.0, self.max_minutes - s.seconds / 60):.1f}min"
+        self.bar.set_postfix(postfix)
+        if self.bar.disable and time.perf_counter() - self.last_line >= 60:
+            self.last_line = time.perf_counter()
+            self.say(
+                f"update {s.step:,}  epoch {s.epoch}  loss {loss:.3f}  lr {lr:.2g}  {speed:,.0f} target tokens/s  "
+                f"{s.seconds / 60:.1f} min"
+            )
+
+    def epoch_done(self, epoch: int) -> None:
+        if self.epoch_tokens and (epoch == 1 or epoch % self.every_epochs == 0):
+            loss = self.epoch_loss / self.epoch_tokens
+            self.say(f"epoch {epoch:3d}  loss {loss:.3f}  {self.speed():,.0f} target tokens/s")
+        self.epoch_loss = self.epoch_tokens = 0.0
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass(kw_only=True)
+class _Run:
+    """One training run: the loop, validation and checkpoints."""
+
+    config: Config
+    translator: Translator  # the model trained, with its vocabularies and tokenizers
+    optimizer: torch.optim.Optimizer
+    state: Progress
+    dataset: TranslationDataset
+    dev: list[Pair] | None  # validation pairs; None: no validation
+    model_dir: Path | None  # where checkpoints and the best model go; None: nowhere
+    device: torch.device
+    precision: str  # fp32 | bf16 (resolved, never auto)
+    world: World
+    say: Callable[[str], None]  # a line for the user, or nothing
+    show_bar: bool
+
+    def __post_init__(self) -> None:
+        self.model: EncoderDecoderAttention = self.translator.model
+        self.trained = self.model  # what a training step runs: the model, or its DDP wrapper
+        if self.world.size > 1:
+            self.trained = torch.nn.parallel.DistributedDataParallel(self.model)
+        self.lengths = self.dataset.lengths()
+        t = self.translator  # the dev set is tokenized once, not at every validation
+        self.dev_set = None
+        if self.dev is not None:
+            self.dev_set = TranslationDataset(
+                self.dev,
+                t.src_vocab,
+                t.tgt_vocab,
+                src_tokenizer=t.src_tokenizer,
+                tgt_tokenizer=t.tgt_tokenizer,
+            )
 
     def batches(self, epoch: int) -> list[list[list[int]]]:
         """The epoch's updates, each ``accumulate × world size`` batches of which this process takes
         every world-size-th: a function of (seed, epoch).  With several processes a last update too
         small to give each one a batch is left out."""
-        seed = self.train_cfg.seed * 100_003 + epoch
-        batches = bucketed_batches(self.lengths, self.train_cfg.batch_tokens, shuffle=True, seed=seed)
-        k, w = self.train_cfg.accumulate * self.world.size, self.world
+        cfg, w = self.config.train, self.world
+        batches = bucketed_batches(
+            self.lengths, cfg.batch_tokens, shuffle=True, seed=cfg.seed * 100_003 + epoch
+        )
+        k = cfg.accumulate * w.size
         groups = [batches[i : i + k] for i in range(0, len(batches), k)]
         if w.size > 1 and len(groups[-1]) < k:
             groups.pop()
         return [group[w.rank :: w.size] for group in groups]
 
     def finished(self) -> bool:
-        cfg, s = self.train_cfg, self.state
+        cfg, s = self.config.train, self.state
         return (
             (cfg.epochs is not None and s.epoch > cfg.epochs)
             or (cfg.max_steps is not None and s.step >= cfg.max_steps)
@@ -279,75 +377,58 @@ class _Run:
         )
 
     def loop(self) -> None:
-        cfg, s = self.train_cfg, self.state
-        updates_per_epoch = len(self.batches(1))
-        total = min(
-            cfg.epochs * updates_per_epoch if cfg.epochs is not None else math.inf,
-            cfg.max_steps if cfg.max_steps is not None else math.inf,
+        """Update until a stop condition holds; validate and checkpoint every ``validate_every`` updates
+        and at the end."""
+        cfg, s = self.config.train, self.state
+        report = _Report(
+            train=cfg,
+            updates_per_epoch=len(self.batches(1)),
+            step=s.step,
+            say=self.say,
+            show_bar=self.show_bar,
         )
-        bar = tqdm(
-            total=None if math.isinf(total) else total,
-            initial=s.step,
-            disable=None if self.progress else True,
-            unit="update",
-            dynamic_ncols=True,
-            leave=False,
-        )
-        tokens, started, last_save = 0, time.perf_counter(), s.step
-        last_line = started  # without a terminal (a log file), a progress line every minute instead of a bar
-        epoch_loss = epoch_tokens = 0.0
-        report_every = max(1, (cfg.epochs or 10) // 10)
-        updates, updates_epoch = [], None  # the epoch's batches, computed once per epoch
+        last_save, updates, updates_epoch = s.step, [], None
         while not self.finished():
+            # the epoch's updates, computed once per epoch; after its last one, the next epoch
             if updates_epoch != s.epoch:
                 updates, updates_epoch = self.batches(s.epoch), s.epoch
             if s.batch_in_epoch >= len(updates):
-                if epoch_tokens and (s.epoch == 1 or s.epoch % report_every == 0):
-                    speed = tokens / max(1e-9, time.perf_counter() - started)
-                    self.say(
-                        f"epoch {s.epoch:3d}  loss {epoch_loss / epoch_tokens:.3f}  {speed:,.0f} target tokens/s"
-                    )
-                s.epoch, s.batch_in_epoch, epoch_loss, epoch_tokens = s.epoch + 1, 0, 0.0, 0.0
+                report.epoch_done(s.epoch)
+                s.epoch, s.batch_in_epoch = s.epoch + 1, 0
                 continue
-            tick = time.perf_counter()
-            group = [collate(self.dataset, b).to(self.device) for b in updates[s.batch_in_epoch]]
-            self.set_lr()
-            with autocast(self.device, self.precision):
-                loss, n = update(
-                    self.trained, self.optimizer, group, cfg.teacher_forcing, cfg.clip_norm, cfg.label_smoothing,
-                    self.world,
-                )  # fmt: skip
-            s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
-            s.src_tokens += int(self.world.sum(sum(int((~b.src_pad_mask).sum()) for b in group), self.device))
-            s.tgt_tokens += n  # both counted over every process
-            s.seconds += time.perf_counter() - tick
-            if self.world.size > 1 and cfg.max_minutes is not None:  # all stop at rank 0's clock
-                s.seconds = self.world.from_main(s.seconds)
-            tokens, epoch_loss, epoch_tokens = tokens + n, epoch_loss + loss * n, epoch_tokens + n
-            speed = tokens / max(1e-9, time.perf_counter() - started)
-            bar.update()
-            postfix = {"epoch": s.epoch, "loss": f"{loss:.3f}", "lr": f"{self.lr:.2g}", "tok_s": f"{speed:.0f}"}
-            if cfg.max_minutes is not None:  # the budget's ETA, when the bar's own (by steps) cannot know
-                postfix["budget_left"] = f"{max(0.0, cfg.max_minutes - s.seconds / 60):.1f}min"
-            bar.set_postfix(postfix)
-            if bar.disable and time.perf_counter() - last_line >= 60:
-                last_line = time.perf_counter()
-                self.say(
-                    f"update {s.step:,}  epoch {s.epoch}  loss {loss:.3f}  lr {self.lr:.2g}  {speed:,.0f} target tokens/s  "
-                    f"{s.seconds / 60:.1f} min"
-                )
+            # one update: learning rate, forward and backward, clipping, Adam
+            loss, tokens = self.train_step(updates[s.batch_in_epoch])
+            report.update(s, loss, tokens, self.lr)
+            # validation and checkpoint
             if s.step % cfg.validate_every == 0:
                 self.validate_and_save()
                 last_save = s.step
-        if s.step != last_save or s.step == 0:
+        if s.step != last_save or s.step == 0:  # the last model, unless just saved
             self.validate_and_save()
-        bar.close()
+        report.close()
         self.model.eval()
 
-    def set_lr(self) -> None:
-        lr = learning_rate(self.state.step, self.train_cfg, self.state.decays)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+    def train_step(self, batches: list[list[int]]) -> tuple[float, int]:
+        """One update on this process's ``batches`` (example indices each), counted in ``state``.
+        Returns the loss per target token and the target tokens, both over every process."""
+        cfg, s = self.config.train, self.state
+        tick = time.perf_counter()
+        group = [collate(self.dataset, b).to(self.device) for b in batches]
+        lr = learning_rate(s.step, cfg, s.decays)
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = lr
+        with autocast(self.device, self.precision):
+            loss, n = update(
+                self.trained, self.optimizer, group, cfg.teacher_forcing, cfg.clip_norm, cfg.label_smoothing,
+                self.world,
+            )  # fmt: skip
+        s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
+        s.src_tokens += int(self.world.sum(sum(int((~b.src_pad_mask).sum()) for b in group), self.device))
+        s.tgt_tokens += n  # both counted over every process
+        s.seconds += time.perf_counter() - tick
+        if self.world.size > 1 and cfg.max_minutes is not None:  # all stop at rank 0's clock
+            s.seconds = self.world.from_main(s.seconds)
+        return loss, n
 
     @property
     def lr(self) -> float:
@@ -355,7 +436,7 @@ class _Run:
         return self.optimizer.param_groups[0]["lr"]
 
     def validate_and_save(self) -> None:
-        """Rank 0 validates and writes; the others wait, then take its verdict (best, lr, patience)."""
+        """Rank 0 validates and writes; the others wait, then take its verdict (best, patience, decays)."""
         if self.world.is_main:
             self._validate_and_save()
         s = self.state
@@ -363,52 +444,59 @@ class _Run:
         self.world.barrier()
 
     def _validate_and_save(self) -> None:
-        cfg, s = self.train_cfg, self.state
+        s = self.state
         record: dict = {
             "step": s.step, "epoch": s.epoch, "lr": self.lr, "minutes": round(s.seconds / 60, 2),
             "seconds": round(s.seconds, 3), "src_tokens": s.src_tokens, "tgt_tokens": s.tgt_tokens,
         }  # fmt: skip
         improved = True
         if self.dev is not None:
-            with autocast(self.device, self.precision):
-                record |= self.validate()
-            score = [round(record["bleu"], 2), -record["dev_loss"]]
-            improved = s.best is None or score > s.best
-            if improved:
-                s.best, s.bad_validations = score, 0
-            else:
-                s.bad_validations += 1
-                if cfg.schedule == "plateau" and s.bad_validations % cfg.decay_patience == 0:
-                    s.decays += 1
+            record |= self.validate()
+            improved = self.judge([round(record["bleu"], 2), -record["dev_loss"]])
             self.say(
                 f"update {s.step:,}: dev loss {record['dev_loss']:.3f}  ppl {record['dev_ppl']:.1f}  "
                 f"BLEU {record['bleu']:.2f}  chrF {record['chrf']:.2f}" + ("  (best)" if improved else "")
             )
         s.history.append(record)
-        if self.model_dir is None:
-            return
+        if self.model_dir is not None:
+            self.save(improved)
+
+    def judge(self, score: list[float]) -> bool:
+        """Whether ``score`` ([dev BLEU, -dev loss]) is the best yet; counts the validations in a row
+        without a better one, and under ``plateau`` decays the learning rate every ``decay_patience``."""
+        cfg, s = self.config.train, self.state
+        if s.best is None or score > s.best:
+            s.best, s.bad_validations = score, 0
+            return True
+        s.bad_validations += 1
+        if cfg.schedule == "plateau" and s.bad_validations % cfg.decay_patience == 0:
+            s.decays += 1
+        return False
+
+    def save(self, improved: bool) -> None:
+        """A checkpoint and the log into ``model_dir``; the model too if it ``improved``."""
+        cfg, s, model_dir = self.config.train, self.state, self.model_dir
         state = {k: getattr(s, k) for k in Progress.__dataclass_fields__} | {"config": self.config.to_dict()}
         state["lr"] = learning_rate(s.step, cfg, s.decays)  # the next update's, for attnmt before `decays`
         try:
             if improved:
-                save_model(self.translator, self.model_dir)
-            save_checkpoint(
-                self.model_dir, s.step, self.model, self.optimizer, state, keep=cfg.keep_checkpoints
-            )
-            atomic_write_text(self.model_dir / LOG, "".join(json.dumps(r) + "\n" for r in s.history))
+                save_model(self.translator, model_dir)
+            save_checkpoint(model_dir, s.step, self.model, self.optimizer, state, keep=cfg.keep_checkpoints)
+            atomic_write_text(model_dir / LOG, "".join(json.dumps(r) + "\n" for r in s.history))
         except OSError as e:
-            last = latest_checkpoint(self.model_dir)
+            last = latest_checkpoint(model_dir)
             raise AttnmtError(
-                f"{self.model_dir}: cannot write ({e.strerror or e}); training stopped at update {s.step:,}, "
+                f"{model_dir}: cannot write ({e.strerror or e}); training stopped at update {s.step:,}, "
                 f"the last good checkpoint ({last.name if last else 'none yet'}) is intact"
             ) from None
 
     @torch.no_grad()
     def validate(self) -> dict:
         """Dev loss and perplexity (teacher-forced), BLEU and chrF of greedy translations."""
-        loss = mean_loss(self.model, self.dev_set, 4 * self.train_cfg.batch_tokens)
-        sources, references = group_references(self.dev)
-        scores = corpus_scores([h.text for h in self.translator.translate(sources)], references)
+        with autocast(self.device, self.precision):
+            loss = mean_loss(self.model, self.dev_set, 4 * self.config.train.batch_tokens)
+            sources, references = group_references(self.dev)
+            scores = corpus_scores([h.text for h in self.translator.translate(sources)], references)
         return {
             "dev_loss": loss,
             "dev_ppl": math.exp(min(loss, 50)),
