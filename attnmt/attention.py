@@ -113,8 +113,10 @@ class MultiHeadAttention(nn.Module):
 
     Each head is the :class:`ScaledDotAttention` above, run on (B, h, ·, d_k) tensors.  ``project``
     turns keys and values into heads once, so a decoder can cache them (the encoder's for every step,
-    its own as they grow).  Without ``need_weights`` PyTorch's fused ``scaled_dot_product_attention``
-    computes the same result faster and returns no weights.
+    its own as they grow); self-attention, whose queries, keys and values are one input, projects all
+    three in one matrix product (``project_self``).  Only with ``need_weights`` does it compute the
+    weights explicitly; otherwise PyTorch's fused ``scaled_dot_product_attention`` computes the same
+    result faster and returns no weights.
     """
 
     def __init__(self, d_model: int, heads: int):
@@ -136,6 +138,35 @@ class MultiHeadAttention(nn.Module):
         """(B, S, d_model) keys and values → per-head K W^K, V W^V, each (B, h, S, d_k)."""
         return self.split(self.W_k(keys)), self.split(self.W_v(values))
 
+    def stacked_qkv(self) -> tuple[Tensor, Tensor] | None:
+        """W^Q, W^K, W^V stacked into one (3 d_model, d_model) weight, and their biases (3 d_model), for
+        ``project_self``; None for int8 layers (:func:`attnmt.device.quantize_int8`): no float weights."""
+        projections = (self.W_q, self.W_k, self.W_v)
+        if not all(isinstance(p, nn.Linear) for p in projections):
+            return None
+        return torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections])
+
+    def project_self(self, x: Tensor, stacked: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention's x W^Q, x W^K, x W^V for x (B, T, d_model), each (B, h, T, d_k): one matrix
+        product with the ``stacked_qkv`` weights, three without."""
+        if stacked is None:
+            return self.split(self.W_q(x)), *self.project(x, x)
+        q, k, v = nn.functional.linear(x, *stacked).chunk(3, dim=-1)  # each (B, T, d_model)
+        return self.split(q), self.split(k), self.split(v)
+
+    def attend(
+        self, q: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None = None, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Projected heads: q (B, h, T, d_k), keys and values (B, h, S, d_k); mask bool, broadcastable to
+        (B, h, T, S), True where not allowed.  Returns (B, T, d_model) and the weights (B, h, T, S) with
+        ``need_weights``, else None."""
+        if need_weights:
+            context, weights = self.attention(q, keys, values, mask)
+        else:
+            allowed = None if mask is None else ~mask
+            context, weights = nn.functional.scaled_dot_product_attention(q, keys, values, allowed), None
+        return self.W_o(context.transpose(1, 2).flatten(-2)), weights  # (B, T, d_model)
+
     def forward(
         self,
         query: Tensor,
@@ -144,16 +175,6 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """query (B, T, d_model); keys, values projected heads (B, h, S, d_k); mask bool, broadcastable
-        to (B, h, T, S), True where not allowed.  Returns (B, T, d_model) and the weights (B, h, T, S)
-        with ``need_weights``, else None."""
-        q = self.split(self.W_q(query))  # (B, h, T, d_k)
-        if need_weights:
-            context, weights = self.attention(q, keys, values, mask)
-        else:
-            allowed = None if mask is None else ~mask
-            context, weights = (
-                torch.nn.functional.scaled_dot_product_attention(q, keys, values, allowed),
-                None,
-            )
-        return self.W_o(context.transpose(1, 2).flatten(-2)), weights  # (B, T, d_model)
+        """query (B, T, d_model); keys, values projected heads (B, h, S, d_k): :meth:`attend` with the
+        queries projected."""
+        return self.attend(self.split(self.W_q(query)), keys, values, mask, need_weights)

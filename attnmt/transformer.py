@@ -10,11 +10,13 @@ The model keeps the decoder contract of :mod:`attnmt.model` — ``encode`` / ``i
 ``reorder`` — so the same greedy and beam search decode it.  ``step`` runs one position with a cache
 of every layer's past keys and values: each step costs what one new position costs, not a re-run of
 the whole prefix.  The attention it returns for display is the last layer's cross-attention, averaged
-over heads; :meth:`Transformer.attention_maps` gives every layer and head.
+over heads, the only weights it computes: every other attention takes PyTorch's fused kernel, and each
+self-attention projects queries, keys and values in one matrix product.
+:meth:`Transformer.attention_maps` gives every layer and head.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -53,7 +55,8 @@ class EncoderLayer(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """x (B, S, d), pad_mask (B, 1, 1, S) → (B, S, d), self-attention weights (B, h, S, S) or None."""
         h = self.self_attn_norm(x)
-        attended, weights = self.self_attn(h, *self.self_attn.project(h, h), pad_mask, need_weights)
+        q, keys, values = self.self_attn.project_self(h, self.self_attn.stacked_qkv())
+        attended, weights = self.self_attn.attend(q, keys, values, pad_mask, need_weights)
         x = x + self.dropout(attended)
         return x + self.dropout(self.ff(self.ff_norm(x))), weights
 
@@ -75,19 +78,24 @@ class DecoderLayer(nn.Module):
         causal_mask: Tensor | None,
         memory: tuple[Tensor, Tensor],
         pad_mask: Tensor,
-        need_weights: bool = False,
+        stacked_qkv: tuple[Tensor, Tensor] | None,
+        *,
+        need_self_weights: bool = False,
+        need_cross_weights: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None, Tensor | None]:
         """x (B, T, d): the new positions; past: the earlier positions' self-attention keys and values
-        (B, h, P, d_k) or None; memory: the encoder output's projected keys and values (B, h, S, d_k).
-        Returns (B, T, d), the keys and values of all P + T positions, and the self- and
-        cross-attention weights (B, h, T, P + T) and (B, h, T, S) with ``need_weights``."""
+        (B, h, P, d_k) or None; memory: the encoder output's projected keys and values (B, h, S, d_k);
+        stacked_qkv: the self-attention's ``stacked_qkv()``.  Returns (B, T, d), the keys and values of
+        all P + T positions, and the self- and cross-attention weights (B, h, T, P + T) and (B, h, T, S)
+        where asked for, else None."""
         h = self.self_attn_norm(x)
-        keys, values = self.self_attn.project(h, h)
+        q, keys, values = self.self_attn.project_self(h, stacked_qkv)
         if past is not None:
             keys, values = torch.cat([past[0], keys], dim=2), torch.cat([past[1], values], dim=2)
-        attended, self_weights = self.self_attn(h, keys, values, causal_mask, need_weights)
+        attended, self_weights = self.self_attn.attend(q, keys, values, causal_mask, need_self_weights)
         x = x + self.dropout(attended)
-        attended, cross_weights = self.cross_attn(self.cross_attn_norm(x), *memory, pad_mask, need_weights)
+        h = self.cross_attn_norm(x)
+        attended, cross_weights = self.cross_attn(h, *memory, pad_mask, need_cross_weights)
         x = x + self.dropout(attended)
         return x + self.dropout(self.ff(self.ff_norm(x))), (keys, values), self_weights, cross_weights
 
@@ -106,6 +114,7 @@ class TransformerState:
     memory: list[tuple[Tensor, Tensor]]  # per layer: the encoder output as cross-attention keys, values
     past: list[tuple[Tensor, Tensor]] | None  # per layer: self-attention keys, values so far (B, h, P, d_k)
     src_pad_mask: Tensor  # (B, S)
+    stacked_qkv: list[tuple[Tensor, Tensor] | None]  # per layer: W^Q, W^K, W^V stacked once, not every step
 
     @property
     def position(self) -> int:
@@ -165,14 +174,23 @@ class Transformer(nn.Module):
 
     def init_state(self, encoded: TransformerEncoding) -> TransformerState:
         memory = [layer.cross_attn.project(encoded.states, encoded.states) for layer in self.decoder_layers]
-        return TransformerState(memory, None, encoded.src_pad_mask)
+        stacked = [layer.self_attn.stacked_qkv() for layer in self.decoder_layers]
+        return TransformerState(memory, None, encoded.src_pad_mask, stacked)
 
     def decode(
-        self, tokens: Tensor, state: TransformerState, need_weights: bool = False, keep: Tensor | None = None
-    ) -> tuple[Tensor, TransformerState, list[Tensor], list[Tensor]]:
+        self,
+        tokens: Tensor,
+        state: TransformerState,
+        need_weights: bool = False,
+        keep: Tensor | None = None,
+        *,
+        need_last_cross_weights: bool = False,
+    ) -> tuple[Tensor, TransformerState, list[Tensor | None], list[Tensor | None]]:
         """tokens (B, T) at positions P…P+T-1 after the P cached ones → logits (B, T, V) (or (N, V) where
         ``keep`` is True), the state with them cached, and per layer the self- and cross-attention
-        weights (if asked)."""
+        weights: every layer's with ``need_weights``, the last layer's cross-attention alone with
+        ``need_last_cross_weights``, None where not asked.  Attention whose weights nobody asked for
+        takes PyTorch's fused kernel."""
         start, length = state.position, tokens.size(1)
         x = self.embed(self.embedding, tokens, start)
         causal = None  # one new position sees every cached one: nothing to hide
@@ -181,22 +199,26 @@ class Transformer(nn.Module):
                 start + 1
             )
         pad_mask = state.src_pad_mask[:, None, None, :]
-        past, self_weights, cross_weights = [], [], []
+        past, self_weights, cross_weights, last = [], [], [], len(self.decoder_layers) - 1
         for i, layer in enumerate(self.decoder_layers):
             previous = None if state.past is None else state.past[i]
-            x, cache, sw, cw = layer(x, previous, causal, state.memory[i], pad_mask, need_weights)
+            x, cache, sw, cw = layer(
+                x, previous, causal, state.memory[i], pad_mask, state.stacked_qkv[i],
+                need_self_weights=need_weights,
+                need_cross_weights=need_weights or (need_last_cross_weights and i == last),
+            )  # fmt: skip
             past.append(cache)
             self_weights.append(sw)
             cross_weights.append(cw)
         if keep is not None:
             x = x[keep]  # (N, d_model)
         logits = self.decoder_norm(x) @ self.embedding.weight.T  # tied output layer (§3.4)
-        new_state = TransformerState(state.memory, past, state.src_pad_mask)
-        return logits, new_state, self_weights if need_weights else [], cross_weights if need_weights else []
+        return logits, replace(state, past=past), self_weights, cross_weights
 
     def step(self, prev_tokens: Tensor, state: TransformerState) -> tuple[Tensor, TransformerState, Tensor]:
-        """prev_tokens (B,) → log-probabilities (B, V), the state, last-layer cross-attention (B, S)."""
-        logits, state, _, cross = self.decode(prev_tokens.unsqueeze(1), state, need_weights=True)
+        """prev_tokens (B,) → log-probabilities (B, V), the state, last-layer cross-attention averaged over
+        heads (B, S): the only weights search uses, so the only ones computed."""
+        logits, state, _, cross = self.decode(prev_tokens.unsqueeze(1), state, need_last_cross_weights=True)
         return torch.log_softmax(logits.squeeze(1).float(), dim=-1), state, cross[-1].mean(1).squeeze(1)
 
     def reorder(self, state: TransformerState, index: Tensor) -> TransformerState:
@@ -205,10 +227,11 @@ class Transformer(nn.Module):
         def pick(pairs):
             return [(k.index_select(0, index), v.index_select(0, index)) for k, v in pairs]
 
-        return TransformerState(
-            pick(state.memory),
-            None if state.past is None else pick(state.past),
-            state.src_pad_mask.index_select(0, index),
+        return replace(
+            state,
+            memory=pick(state.memory),
+            past=None if state.past is None else pick(state.past),
+            src_pad_mask=state.src_pad_mask.index_select(0, index),
         )
 
     def forward(

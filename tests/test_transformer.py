@@ -1,5 +1,7 @@
 """The Transformer: masks, the decoding cache, fused = explicit attention, tied embeddings, averaging."""
 
+from dataclasses import replace
+
 import pytest
 import safetensors.torch
 import torch
@@ -7,12 +9,14 @@ import torch
 from attnmt.attention import MultiHeadAttention
 from attnmt.checkpoint import average_checkpoints, save_checkpoint
 from attnmt.config import ModelConfig
+from attnmt.device import quantize_int8
 from attnmt.model import build_model
 from attnmt.search import beam_search, greedy_search
-from attnmt.transformer import Transformer, sinusoidal_positions
+from attnmt.transformer import Transformer, TransformerState, sinusoidal_positions
 from attnmt.vocab import Vocabulary
 
 V = 23
+SIZES = {"d_model": 32, "heads": 4, "ff_size": 64, "layers": 2, "dropout": 0.0}
 
 
 def tiny(shared_vocab: bool = False, seed: int = 0) -> Transformer:
@@ -21,6 +25,31 @@ def tiny(shared_vocab: bool = False, seed: int = 0) -> Transformer:
         architecture="transformer", hidden_size=32, heads=4, ff_size=64, layers=2, dropout=0.0
     )
     return build_model(config, V, V, shared_vocab=shared_vocab).eval()
+
+
+class ExplicitTransformer(Transformer):
+    """Decoding the plain way, as before the fused path: three projections per self-attention and every
+    layer's attention weights computed explicitly (no fused kernel).  The oracle for ``step``."""
+
+    def step(self, prev_tokens, state: TransformerState):
+        x = self.embed(self.embedding, prev_tokens[:, None], state.position)  # (B, 1, d)
+        pad_mask, past = state.src_pad_mask[:, None, None, :], []
+        for i, layer in enumerate(self.decoder_layers):
+            h = layer.self_attn_norm(x)
+            keys, values = layer.self_attn.project(h, h)
+            if state.past is not None:
+                keys, values = (
+                    torch.cat([state.past[i][0], keys], 2),
+                    torch.cat([state.past[i][1], values], 2),
+                )
+            past.append((keys, values))
+            x = x + layer.self_attn(h, keys, values, need_weights=True)[0]
+            h = layer.cross_attn_norm(x)
+            attended, cross = layer.cross_attn(h, *state.memory[i], pad_mask, need_weights=True)
+            x = x + attended
+            x = x + layer.ff(layer.ff_norm(x))
+        logits = self.decoder_norm(x[:, 0]) @ self.embedding.weight.T  # (B, V)
+        return torch.log_softmax(logits, -1), replace(state, past=past), cross.mean(1)[:, 0]
 
 
 def batch(seed: int = 1):
@@ -97,6 +126,28 @@ def test_beam_of_one_is_greedy():
     assert [h.score for h in greedy] == pytest.approx([b[0].score for b in beam], abs=1e-4)
 
 
+def test_fused_decoding_finds_what_explicit_decoding_finds():
+    model, (src, mask, _) = tiny(seed=5), batch()
+    explicit = ExplicitTransformer(src_vocab_size=V, tgt_vocab_size=V, **SIZES)
+    explicit.load_state_dict(model.state_dict())
+    explicit.eval()
+    lengths = torch.tensor([12, 12])
+    for fused_hyp, explicit_hyp in zip(
+        greedy_search(model, src, mask, lengths), greedy_search(explicit, src, mask, lengths), strict=True
+    ):
+        assert fused_hyp.tokens == explicit_hyp.tokens
+        assert fused_hyp.score == pytest.approx(explicit_hyp.score, abs=1e-5)
+        assert torch.allclose(fused_hyp.attention, explicit_hyp.attention, atol=1e-5)
+    fused = beam_search(model, src, mask, lengths, beam_size=4, n_best=3, alpha=0.6)
+    plain = beam_search(explicit, src, mask, lengths, beam_size=4, n_best=3, alpha=0.6)
+    assert [[h.tokens for h in n_best] for n_best in fused] == [
+        [h.tokens for h in n_best] for n_best in plain
+    ]
+    assert [h.score for n_best in fused for h in n_best] == pytest.approx(
+        [h.score for n_best in plain for h in n_best], abs=1e-5
+    )
+
+
 def test_fused_attention_equals_the_explicit_path_that_returns_weights():
     torch.manual_seed(0)
     attention = MultiHeadAttention(32, 4)
@@ -108,6 +159,60 @@ def test_fused_attention_equals_the_explicit_path_that_returns_weights():
     explicit, weights = attention(query, keys, values, mask, need_weights=True)
     assert none is None and weights.shape == (3, 4, 5, 7)
     assert torch.allclose(fused, explicit, atol=1e-5)
+
+
+def test_stacked_self_attention_projections_equal_three_separate_ones():
+    torch.manual_seed(0)
+    attention, x = MultiHeadAttention(32, 4), torch.randn(3, 5, 32)
+    stacked = attention.project_self(x, attention.stacked_qkv())
+    separate = (attention.split(attention.W_q(x)), *attention.project(x, x))
+    assert all(s.shape == (3, 4, 5, 8) for s in stacked)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(stacked, separate, strict=True))
+
+
+def test_an_int8_transformer_decodes_with_its_separate_projections():
+    """int8 layers have no float weights to stack: each self-attention projects three times."""
+    model, (src, mask, _) = tiny(seed=5), batch()
+    quantized = quantize_int8(model)
+    assert quantized.decoder_layers[0].self_attn.stacked_qkv() is None
+    state = quantized.init_state(quantized.encode(src, mask))
+    reference = model.init_state(model.encode(src, mask))
+    for token in (Vocabulary.sos_id, 7, 9):
+        prev = torch.tensor([token, token])
+        log_probs, state, attn = quantized.step(prev, state)
+        expected, reference, _ = model.step(prev, reference)
+        assert attn.shape == (2, 7)
+        assert torch.allclose(log_probs, expected, atol=0.1)  # int8 rounding: close, not equal
+
+
+def _keys_before_stacking(layers: int) -> set[str]:
+    """The weights' names (safetensors keys) of a Transformer with two vocabularies, as saved before
+    self-attention's three projections were stacked: model directories written then hold these."""
+    attention = {f"W_{p}.{t}" for p in "qkvo" for t in ("weight", "bias")}
+    keys = {"embedding.weight", "src_embedding.weight"}
+    keys |= {f"{stack}_norm.{t}" for stack in ("encoder", "decoder") for t in ("weight", "bias")}
+    for i in range(layers):
+        for stack, blocks in (
+            ("encoder_layers", ["self_attn"]),
+            ("decoder_layers", ["self_attn", "cross_attn"]),
+        ):
+            keys |= {f"{stack}.{i}.{block}.{a}" for block in blocks for a in attention}
+            keys |= {f"{stack}.{i}.{part}_norm.{t}" for part in [*blocks, "ff"] for t in ("weight", "bias")}
+            keys |= {f"{stack}.{i}.ff.{j}.{t}" for j in (0, 2) for t in ("weight", "bias")}
+    return keys
+
+
+def test_weights_saved_before_the_projections_were_stacked_still_load(tmp_path):
+    model, (src, mask, _) = tiny(seed=6), batch()
+    assert set(model.state_dict()) == _keys_before_stacking(layers=2)  # what modeldir.load checks
+    old = {k: v.contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(old, tmp_path / "model.safetensors")
+    loaded = tiny(seed=7)
+    loaded.load_state_dict(safetensors.torch.load_file(tmp_path / "model.safetensors"))
+    lengths = torch.tensor([9, 9])
+    assert [h.tokens for h in greedy_search(loaded, src, mask, lengths)] == [
+        h.tokens for h in greedy_search(model, src, mask, lengths)
+    ]
 
 
 def test_tied_embeddings_share_storage_with_a_joint_vocabulary():
