@@ -215,15 +215,40 @@ def test_weights_saved_before_the_projections_were_stacked_still_load(tmp_path):
     ]
 
 
+def _uses(parameter: torch.Tensor, output: torch.Tensor) -> int:
+    """How many operations in ``output``'s autograd graph read ``parameter`` directly."""
+    seen, stack, uses = set(), [output.grad_fn], 0
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for child, _ in node.next_functions:
+            uses += getattr(child, "variable", None) is parameter
+            stack.append(child)
+    return uses
+
+
 def test_tied_embeddings_share_storage_with_a_joint_vocabulary():
     model = tiny(shared_vocab=True)
     assert model.source_embedding.weight is model.embedding.weight
     assert not any("src_embedding" in name for name in model.state_dict())
     src, mask, tgt = batch()
-    model(src, mask, tgt)[0].sum().backward()  # one matrix gets the gradients of all three uses
-    assert model.embedding.weight.grad is not None
+    logits = model(src, mask, tgt)[0]
+    # one matrix, three uses: source embedding, target embedding, output layer
+    assert _uses(model.embedding.weight, logits) == 3
     separate = tiny(shared_vocab=False)
     assert separate.source_embedding.weight.data_ptr() != separate.embedding.weight.data_ptr()
+    separate.load_state_dict({**model.state_dict(), "src_embedding.weight": model.embedding.weight.detach()})
+    separate_logits = separate(src, mask, tgt)[0]
+    assert _uses(separate.embedding.weight, separate_logits) == 2  # target embedding, output layer
+    assert _uses(separate.src_embedding.weight, separate_logits) == 1
+    # ... so the shared matrix learns from all three: its gradient is the sum of the separate ones
+    logits.sum().backward()
+    separate_logits.sum().backward()
+    both = separate.embedding.weight.grad + separate.src_embedding.weight.grad
+    assert separate.src_embedding.weight.grad.abs().sum() > 0
+    assert torch.allclose(model.embedding.weight.grad, both, atol=1e-5)
 
 
 def test_sinusoids_follow_the_paper():
