@@ -1,6 +1,8 @@
 """Decoding, written against the model's decoder contract only (see :mod:`attnmt.model`)."""
 
+import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple, Self
 
 import torch
 from torch import Tensor
@@ -15,6 +17,21 @@ class Hypothesis:
     attention: Tensor | None  # (len(tokens) + 1, S): one row per emitted token, <eos> last
 
 
+def constrain(
+    log_probs: Tensor, words: int, max_lengths: Tensor, min_lengths: Tensor | None = None
+) -> Tensor:
+    """Rule out, in place, what may not follow ``words`` words: ``<pad>`` and ``<sos>`` always, all
+    but ``<eos>`` in rows out of room (``max_lengths`` words written), ``<eos>`` in rows short of
+    ``min_lengths``.  log_probs (R, V), lengths (R,) → log_probs."""
+    log_probs[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")  # never generated
+    out_of_room = (words >= max_lengths)[:, None]  # (R, 1)
+    not_eos = torch.arange(log_probs.size(-1), device=log_probs.device) != Vocabulary.eos_id  # (V,)
+    log_probs.masked_fill_(out_of_room & not_eos, float("-inf"))
+    if min_lengths is not None:
+        log_probs[:, Vocabulary.eos_id].masked_fill_(words < min_lengths, float("-inf"))
+    return log_probs
+
+
 def max_output_lengths(src_pad_mask: Tensor, ratio: float = 2.0, extra: int = 10) -> Tensor:
     """The most words an output may have, per sentence: ``ratio`` × source length (its ``<eos>``
     counted) + ``extra``.  The output's own ``<eos>`` comes on top."""
@@ -23,8 +40,8 @@ def max_output_lengths(src_pad_mask: Tensor, ratio: float = 2.0, extra: int = 10
 
 @torch.inference_mode()
 def greedy_search(model, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor) -> list[Hypothesis]:
-    """Pick the most probable word at each step until ``<eos>``, or ``<eos>`` after ``max_lengths`` (B,)
-    words.
+    """Pick the most probable word at each step until ``<eos>``, which comes at the latest after
+    ``max_lengths`` (B,) words.
 
     src (B, S), src_pad_mask (B, S) → one :class:`Hypothesis` per sentence.  A sentence that has
     ended leaves the batch, so the model's work follows the sentences still being written.
@@ -40,9 +57,7 @@ def greedy_search(model, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor)
     prev = torch.full((batch,), Vocabulary.sos_id, dtype=torch.long, device=device)
     for t in range(longest + 1):  # t words written so far
         log_probs, state, attn = model.step(prev, state)  # (A, V), state, (A, S)
-        log_probs[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")  # never generated
-        prev = log_probs.argmax(dim=-1)
-        prev = torch.where(t >= lengths, Vocabulary.eos_id, prev)  # out of room: end here
+        prev = constrain(log_probs, t, lengths).argmax(dim=-1)  # <eos> once out of room
         scores.index_add_(0, active, log_probs.gather(1, prev[:, None]).squeeze(1))
         tokens[active, t] = prev
         if attn is not None:
@@ -67,6 +82,143 @@ def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
     """GNMT's length penalty (Wu et al. 2016, eq. 14): ((5 + |Y|) / 6) ** alpha, |Y| counting <eos>.
     Hypotheses are ranked by log-probability / penalty; alpha = 0 ranks by log-probability alone."""
     return ((5 + length) / 6) ** alpha
+
+
+def beam_step(cumulative: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``size`` best extensions of each sentence's beams, best first (fairseq's ``BeamSearch.step``).
+
+    cumulative (A, K, V): each beam's score plus the log-probability of each next token.
+    Returns scores, token ids and back-pointers (the beam each extends), each (A, size).
+    """
+    batch, beams, vocab = cumulative.shape
+    scores, flat = cumulative.reshape(batch, beams * vocab).topk(size, dim=1)  # (A, size)
+    return scores, flat % vocab, flat // vocab
+
+
+class Candidates(NamedTuple):
+    """One step's extensions of the beams, (A, 2K) each, every sentence's best first."""
+
+    scores: Tensor  # cumulative log-probability, the new token included
+    tokens: Tensor  # the new token
+    rows: Tensor  # the row of the beams each extends (b·K + beam)
+
+
+@dataclass
+class Beams:
+    """The live prefixes of the sentences still searched, K each: row b·K + j is beam j of the
+    sentence ``sentences[b]`` of the batch.  A finished sentence leaves (:meth:`select`)."""
+
+    sentences: list[int]  # (A,) the batch index of each sentence still searched
+    scores: Tensor  # (A, K) cumulative log-probability of each prefix
+    tokens: Tensor  # (A·K, t) the prefixes, without <sos>
+    attention: Tensor | None  # (A·K, t, S) the weights behind each prefix token; None without attention
+    max_lengths: Tensor  # (A·K,) the most words, per row
+    min_lengths: Tensor  # (A·K,) the fewest words, per row
+
+    @classmethod
+    def start(cls, beam_size: int, max_lengths: Tensor, min_lengths: Tensor | None = None) -> Self:
+        """K beams per sentence, all the empty prefix; only the first is expanded (the rest score -inf).
+        max_lengths, min_lengths (B,)."""
+        batch, device = len(max_lengths), max_lengths.device
+        scores = torch.full((batch, beam_size), float("-inf"), device=device)
+        scores[:, 0] = 0.0
+        min_lengths = torch.zeros_like(max_lengths) if min_lengths is None else min_lengths.to(device)
+        return cls(
+            sentences=list(range(batch)),
+            scores=scores,
+            tokens=torch.zeros(batch * beam_size, 0, dtype=torch.long, device=device),
+            attention=None,
+            max_lengths=max_lengths.repeat_interleave(beam_size),
+            min_lengths=min_lengths.repeat_interleave(beam_size),
+        )
+
+    @property
+    def size(self) -> int:
+        return self.scores.size(1)
+
+    def last_tokens(self) -> Tensor:
+        """(A·K,) what each row feeds the model next: its last token, ``<sos>`` at the start."""
+        if self.tokens.size(1) == 0:
+            return torch.full(
+                (len(self.tokens),), Vocabulary.sos_id, dtype=torch.long, device=self.tokens.device
+            )
+        return self.tokens[:, -1]
+
+    def attention_through(self, step: Tensor | None) -> Tensor | None:
+        """Each row's attention with this step's weights ``step`` (A·K, S) last: (A·K, t + 1, S)."""
+        if step is None:
+            return None
+        return step[:, None] if self.attention is None else torch.cat([self.attention, step[:, None]], 1)
+
+    def advance(self, candidates: Candidates, attention: Tensor | None) -> tuple[Self, Tensor]:
+        """The K best candidates that do not end in ``<eos>`` become the beams.  attention (A·K, t + 1, S)
+        or None: each row's weights through this step.  Returns the new beams and the row each came
+        from (A·K,), for ``model.reorder``."""
+        k = self.size
+        going = candidates.tokens != Vocabulary.eos_id  # at most K of 2K end (one <eos> per beam)
+        pick = (going & (going.cumsum(dim=1) <= k)).nonzero()[:, 1].view(-1, k)  # (A, K) places in 2K
+        origin = candidates.rows.gather(1, pick).view(-1)  # (A·K,)
+        new_tokens = candidates.tokens.gather(1, pick).view(-1, 1)  # (A·K, 1)
+        advanced = dataclasses.replace(
+            self,
+            scores=candidates.scores.gather(1, pick),
+            tokens=torch.cat([self.tokens.index_select(0, origin), new_tokens], dim=1),
+            attention=None if attention is None else attention.index_select(0, origin),
+        )
+        return advanced, origin
+
+    def select(self, kept: list[int]) -> tuple[Self, Tensor]:
+        """Only the sentences at places ``kept`` of ``sentences``: their beams and rows (len(kept)·K,)."""
+        k, device = self.size, self.scores.device
+        places = torch.tensor(kept, device=device)
+        rows = (places[:, None] * k + torch.arange(k, device=device)).view(-1)
+        beams = dataclasses.replace(
+            self,
+            sentences=[self.sentences[b] for b in kept],
+            scores=self.scores.index_select(0, places),
+            tokens=self.tokens.index_select(0, rows),
+            attention=None if self.attention is None else self.attention.index_select(0, rows),
+            max_lengths=self.max_lengths.index_select(0, rows),
+            min_lengths=self.min_lengths.index_select(0, rows),
+        )
+        return beams, rows
+
+
+Finished = list[tuple[float, Hypothesis]]  # a sentence's ended hypotheses with their penalised scores
+
+
+def finalize_hypotheses(
+    finished: list[Finished],
+    beams: Beams,
+    candidates: Candidates,
+    attention: Tensor | None,
+    *,
+    src_lengths: list[int],
+    alpha: float,
+) -> None:
+    """Move the candidates that end into ``finished[sentence]`` as (score / length_penalty, hypothesis)
+    (fairseq's ``finalize_hypos``): an ``<eos>`` among a sentence's K best extensions, with a finite
+    score.  attention (A·K, t + 1, S) or None: each row's weights through this step, cut at the source's
+    length ``src_lengths[sentence]``."""
+    k = beams.size  # only the K best can end
+    ends = (candidates.tokens[:, :k] == Vocabulary.eos_id) & candidates.scores[:, :k].isfinite()
+    for b, i in ends.nonzero().tolist():
+        sentence, row, score = beams.sentences[b], int(candidates.rows[b, i]), float(candidates.scores[b, i])
+        prefix = beams.tokens[row].tolist()
+        weights = None if attention is None else attention[row, :, : src_lengths[sentence]].clone()
+        finished[sentence].append(
+            (score / length_penalty(len(prefix) + 1, alpha), Hypothesis(prefix, score, weights))
+        )
+
+
+def is_finished(finished: Finished, best_live: float, next_length: int, n_best: int, alpha: float) -> bool:
+    """A sentence is done when its ``n_best``-th best ended hypothesis ranks at or above its best live
+    prefix (log-probability ``best_live``) as that would rank ending at the next step, ``next_length``
+    tokens with ``<eos>``."""
+    if len(finished) < n_best:
+        return False
+    nth = sorted(penalised for penalised, _ in finished)[-n_best]
+    return nth >= best_live / length_penalty(next_length, alpha)
 
 
 @torch.inference_mode()
@@ -95,89 +247,30 @@ def beam_search(
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     k, device = beam_size, src.device
-    active = list(range(src.size(0)))  # the sentences still searched; a finished one leaves the batch
-    rows = torch.arange(len(active), device=device).repeat_interleave(k)  # (A*K,) sentence of each row
-    state = model.reorder(model.init_state(model.encode(src, src_pad_mask)), rows)
-    prev = torch.full((len(active) * k,), Vocabulary.sos_id, dtype=torch.long, device=device)
-    scores = torch.full((len(active), k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start as the same empty prefix: expand only one of them
-    history = torch.zeros(len(active) * k, 0, dtype=torch.long, device=device)  # tokens so far
-    attn_history: Tensor | None = None  # (A*K, t, S)
-    longest = int(max_lengths.max())
-    max_lengths = max_lengths.to(device)
-    min_lengths = torch.zeros_like(max_lengths) if min_lengths is None else min_lengths.to(device)
-    finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in active]
-    for t in range(longest + 1):  # t words written so far
-        batch = len(active)
-        log_probs, state, attn = model.step(prev, state)  # (A*K, V), state, (A*K, S) or None
-        vocab = log_probs.size(-1)
-        log_probs[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")
-        must_end = (t >= max_lengths).repeat_interleave(k)  # out of room: <eos> only
-        log_probs[must_end] = log_probs[must_end].masked_fill(
-            torch.arange(vocab, device=device) != Vocabulary.eos_id, float("-inf")
-        )
-        log_probs[(t < min_lengths).repeat_interleave(k), Vocabulary.eos_id] = float("-inf")
-        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
-        top_scores, top = candidates.topk(2 * k, dim=1)  # (A, 2K): ≤ K end in <eos>, ≥ K go on
-        beam, token = top // vocab, top % vocab
-        source_row = (torch.arange(batch, device=device)[:, None] * k + beam).view(-1)
-        if attn is not None:
-            step_attn = attn.index_select(0, source_row).view(batch, 2 * k, 1, -1)
-            past = None if attn_history is None else attn_history.index_select(0, source_row)
-        ends = (token == Vocabulary.eos_id) & top_scores.isfinite()
-        ends[:, k:] = False  # only an <eos> among the K best extensions ends a hypothesis
-        for b, i in ends.nonzero().tolist():
-            sentence = active[b]
-            tokens = history[source_row[b * 2 * k + i]].tolist()
-            weights = None
-            if attn is not None:
-                rows_attn = step_attn[b, i]
-                if past is not None:
-                    rows_attn = torch.cat([past[b * 2 * k + i], rows_attn], dim=0)
-                weights = rows_attn[:, : int((~src_pad_mask[sentence]).sum())]
-            score = float(top_scores[b, i])
-            finished[sentence].append(
-                (score / length_penalty(len(tokens) + 1, alpha), Hypothesis(tokens, score, weights))
-            )
-        # the K best extensions that do not end become the new beams
-        alive = (token != Vocabulary.eos_id).float()
-        rank = alive.cumsum(dim=1)
-        keep = (alive > 0) & (rank <= k)
-        pick = keep.nonzero()[:, 1].view(batch, k)  # (A, K) positions among the 2K candidates
-        scores = top_scores.gather(1, pick)
-        chosen = (torch.arange(batch, device=device)[:, None] * 2 * k + pick).view(-1)
-        origin = source_row.index_select(0, chosen)
-        prev = token.view(-1).index_select(0, chosen)
-        history = torch.cat([history.index_select(0, origin), prev[:, None]], dim=1)
-        if attn is not None:
-            new_attn = attn.index_select(0, origin)[:, None]
-            attn_history = (
-                new_attn
-                if attn_history is None
-                else torch.cat([attn_history.index_select(0, origin), new_attn], 1)
-            )
-        # a sentence is done when its n-th best ended hypothesis ranks above its best live prefix ended
-        # at the next step (t + 2 tokens with <eos>)
-        going = []
-        for b, best in enumerate(scores.max(dim=1).values.tolist()):
-            ended = finished[active[b]]
-            if len(ended) >= n_best:
-                nth = sorted(s for s, _ in ended)[-n_best]
-                if nth >= best / length_penalty(t + 2, alpha):
-                    continue
-            going.append(b)
+    beams = Beams.start(k, max_lengths.to(device), min_lengths)
+    tiled = torch.arange(src.size(0), device=device).repeat_interleave(k)  # (B·K,) each row's sentence
+    state = model.reorder(model.init_state(model.encode(src, src_pad_mask)), tiled)
+    src_lengths = (~src_pad_mask).sum(dim=1).tolist()
+    finished: list[Finished] = [[] for _ in range(src.size(0))]
+    for t in range(int(max_lengths.max()) + 1):  # t words written so far
+        log_probs, state, attn = model.step(beams.last_tokens(), state)  # (A·K, V), state, (A·K, S) | None
+        constrain(log_probs, t, beams.max_lengths, beams.min_lengths)
+        cumulative = beams.scores[:, :, None] + log_probs.view(*beams.scores.shape, -1)  # (A, K, V)
+        scores, tokens, back = beam_step(cumulative, 2 * k)  # (A, 2K): ≤ K end in <eos>, ≥ K go on
+        rows = back + k * torch.arange(len(back), device=device)[:, None]  # (A, 2K)
+        candidates, attention = Candidates(scores, tokens, rows), beams.attention_through(attn)
+        finalize_hypotheses(finished, beams, candidates, attention, src_lengths=src_lengths, alpha=alpha)
+        beams, origin = beams.advance(candidates, attention)
+        best_live = beams.scores.max(dim=1).values.tolist()
+        going = [
+            b
+            for b, sentence in enumerate(beams.sentences)
+            if not is_finished(finished[sentence], best_live[b], t + 2, n_best, alpha)
+        ]
         if not going:
             break
-        if len(going) < batch:  # the finished sentences leave the batch
-            keep_sentences = torch.tensor(going, device=device)
-            keep_rows = (keep_sentences[:, None] * k + torch.arange(k, device=device)).view(-1)
-            origin = origin.index_select(0, keep_rows)
-            prev, history = prev.index_select(0, keep_rows), history.index_select(0, keep_rows)
-            if attn_history is not None:
-                attn_history = attn_history.index_select(0, keep_rows)
-            scores = scores.index_select(0, keep_sentences)
-            max_lengths = max_lengths.index_select(0, keep_sentences)
-            min_lengths = min_lengths.index_select(0, keep_sentences)
-            active = [active[b] for b in going]
+        if len(going) < len(beams.sentences):  # the finished sentences leave the batch
+            beams, kept_rows = beams.select(going)
+            origin = origin.index_select(0, kept_rows)
         state = model.reorder(state, origin)
     return [[h for _, h in sorted(f, key=lambda x: -x[0])[:n_best]] for f in finished]

@@ -1,4 +1,5 @@
-"""Greedy search against a scripted model: the per-step distributions are written in the test."""
+"""Search against scripted models whose per-step distributions are written in the test; the beam
+bookkeeping on hand-made tensors, without a model; invariants on a real untrained model."""
 
 import math
 from dataclasses import dataclass
@@ -6,7 +7,19 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from attnmt.search import beam_search, greedy_search, length_penalty, max_output_lengths
+from attnmt.search import (
+    Beams,
+    Candidates,
+    Hypothesis,
+    beam_search,
+    beam_step,
+    constrain,
+    finalize_hypotheses,
+    greedy_search,
+    is_finished,
+    length_penalty,
+    max_output_lengths,
+)
 
 EOS, A, B_, C = 3, 4, 5, 6
 V = 7
@@ -215,6 +228,143 @@ def test_the_beam_maximum_length_counts_words_not_eos():
     (n_best,) = beam_search(model, src, mask, torch.tensor([3]), beam_size=2, n_best=2, alpha=1.0)
     assert [h.tokens for h in n_best] == [[A, A, A], [A, A]]
     assert math.isclose(n_best[0].score, math.log(0.9**3 * 0.1), rel_tol=1e-6)
+
+
+# ---- beam bookkeeping, without a model: step 1 of the beam-2 example above, by hand --------------------
+
+INF = float("-inf")
+LOG = torch.log  # log 0 = -inf: an impossible token
+
+
+def _example_candidates(offset: int = 0) -> Candidates:
+    """Step 1 of the beam-2 example: beam 0 = [A] (p .6), beam 1 = [B] (p .4), at rows offset, offset + 1."""
+    p = torch.zeros(2, V)
+    p[0, [C, EOS, B_]] = torch.tensor([0.5, 0.3, 0.2]) * 0.6  # A C .30, A <eos> .18, A B .12
+    p[1, [EOS, C]] = torch.tensor([0.8, 0.2]) * 0.4  # B <eos> .32, B C .08
+    scores, tokens, back = beam_step(LOG(p)[None], 4)
+    return Candidates(scores[0:1], tokens[0:1], back[0:1] + offset)
+
+
+def test_constrain_rules_out_pad_and_sos_and_enforces_both_length_bounds():
+    log_probs = torch.zeros(3, V)
+    # after 2 words: row 0 may have at most 2 words, row 1 at least 3, row 2 is free
+    constrain(log_probs, 2, max_lengths=torch.tensor([2, 5, 5]), min_lengths=torch.tensor([0, 3, 0]))
+    allowed = log_probs.isfinite().tolist()
+    assert allowed[0] == [t == EOS for t in range(V)]  # out of room: <eos> only
+    assert allowed[1] == [t not in (0, SOS, EOS) for t in range(V)]  # too short to end
+    assert allowed[2] == [t not in (0, SOS) for t in range(V)]  # <pad> and <sos> are never generated
+
+
+def test_beam_step_returns_the_best_extensions_with_their_tokens_and_beams():
+    # cumulative p: A C .30, A <eos> .18, A B .12 (beam 0), B <eos> .32, B C .08 (beam 1)
+    candidates = _example_candidates()
+    assert candidates.tokens.tolist() == [[EOS, C, EOS, B_]]
+    assert candidates.rows.tolist() == [[1, 0, 0, 0]]  # the back-pointers: B, A, A, A
+    torch.testing.assert_close(candidates.scores.exp(), torch.tensor([[0.32, 0.30, 0.18, 0.12]]))
+
+
+def test_beams_start_as_one_empty_prefix_per_sentence():
+    beams = Beams.start(3, max_lengths=torch.tensor([4, 6]))
+    assert beams.scores.tolist() == [[0.0, INF, INF], [0.0, INF, INF]]  # only beam 0 is expanded
+    assert beams.last_tokens().tolist() == [SOS] * 6
+    assert beams.max_lengths.tolist() == [4, 4, 4, 6, 6, 6] and beams.min_lengths.tolist() == [0] * 6
+
+
+def _example_beams() -> Beams:
+    """Sentences 0 and 2 of a batch after step 0: [A] .6 and [B] .4 each, one attention row per token."""
+    return Beams(
+        sentences=[0, 2],
+        scores=LOG(torch.tensor([[0.6, 0.4], [0.6, 0.4]])),
+        tokens=torch.tensor([[A], [B_], [A], [B_]]),
+        attention=torch.tensor([[[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]], [[0.0, 0.0, 1.0]], [[0.5, 0.5, 0.0]]]),
+        max_lengths=torch.tensor([10] * 4),
+        min_lengths=torch.tensor([0] * 4),
+    )
+
+
+def _example_step(beams: Beams) -> tuple[Candidates, torch.Tensor]:
+    first, second = _example_candidates(), _example_candidates(offset=2)
+    candidates = Candidates(*(torch.cat([f, s]) for f, s in zip(first, second, strict=True)))
+    step = torch.tensor([[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.3, 0.7, 0.0], [0.4, 0.6, 0.0]])  # (A·K, S)
+    return candidates, beams.attention_through(step)
+
+
+def test_attention_through_a_step_appends_its_row():
+    beams = _example_beams()
+    _, attention = _example_step(beams)
+    assert attention.shape == (4, 2, 3)
+    assert torch.equal(attention[3], torch.tensor([[0.5, 0.5, 0.0], [0.4, 0.6, 0.0]]))  # past, then this step
+
+
+def test_an_eos_among_the_k_best_ends_a_hypothesis_with_its_penalised_score():
+    beams = _example_beams()
+    candidates, attention = _example_step(beams)
+    finished: list = [[], [], []]
+    finalize_hypotheses(finished, beams, candidates, attention, src_lengths=[2, 1, 3], alpha=1.0)
+    # K = 2: B <eos> (.32) is among the 2 best and ends; A <eos> (.18) is 3rd and does not
+    assert finished[1] == []  # sentence 1 is not searched here
+    for sentence, row, columns in [(0, 1, 2), (2, 3, 3)]:
+        ((penalised, hyp),) = finished[sentence]
+        assert hyp.tokens == [B_]
+        assert math.isclose(hyp.score, math.log(0.32), rel_tol=1e-6)
+        assert math.isclose(penalised, math.log(0.32) / (7 / 6), rel_tol=1e-6)  # lp(2) = (5 + 2) / 6
+        assert hyp.attention.tolist() == attention[row, :, :columns].tolist()  # cut at the source length
+
+
+def test_an_impossible_eos_ends_nothing():
+    beams = _example_beams()
+    candidates = Candidates(
+        scores=torch.tensor([[-1.0, INF, INF, INF], [-1.0, -2.0, -3.0, -4.0]]),
+        tokens=torch.tensor(
+            [[A, EOS, EOS, C], [A, C, EOS, EOS]]
+        ),  # <eos> at -inf; <eos> not among the K best
+        rows=torch.tensor([[0, 1, 0, 1], [2, 3, 3, 2]]),
+    )
+    finished: list = [[], [], []]
+    finalize_hypotheses(finished, beams, candidates, None, src_lengths=[3, 3, 3], alpha=1.0)
+    assert finished == [[], [], []]
+
+
+def test_the_k_best_candidates_that_go_on_become_the_beams():
+    beams = _example_beams()
+    candidates, attention = _example_step(beams)
+    advanced, origin = beams.advance(candidates, attention)
+    # candidates [B <eos>, A C, A <eos>, A B]: the two that do not end are A C (.30) and A B (.12)
+    assert advanced.tokens.tolist() == [[A, C], [A, B_], [A, C], [A, B_]]
+    assert origin.tolist() == [0, 0, 2, 2]  # both extend beam 0 ([A]): rows 0 and 2
+    torch.testing.assert_close(advanced.scores.exp(), torch.tensor([[0.30, 0.12], [0.30, 0.12]]))
+    assert advanced.last_tokens().tolist() == [C, B_, C, B_]
+    assert advanced.attention[2].tolist() == attention[2].tolist()  # row 2's history follows it
+    assert advanced.sentences == [0, 2]
+
+
+def test_selected_sentences_keep_their_beams_and_rows():
+    beams = _example_beams()
+    kept, rows = beams.select([1])  # sentence 0 is done: only batch sentence 2 goes on
+    assert rows.tolist() == [2, 3]
+    assert kept.sentences == [2] and kept.tokens.tolist() == [[A], [B_]]
+    assert kept.attention.tolist() == beams.attention[2:].tolist()
+    assert kept.scores.tolist() == beams.scores[1:].tolist() and kept.max_lengths.tolist() == [10, 10]
+
+
+def _ended(*penalised: float) -> list[tuple[float, Hypothesis]]:
+    return [(s, Hypothesis([], s, None)) for s in penalised]
+
+
+def test_a_sentence_is_finished_when_no_live_prefix_ending_next_would_rank_higher():
+    # the beam-2 example after step 1: [B] ended at log .32 / lp(2) = -0.977; the live A C (log .30),
+    # ending at the next step (3 tokens with <eos>), would rank at -1.204 / (8/6) = -0.903: go on
+    assert not is_finished(_ended(-0.977), math.log(0.30), next_length=3, n_best=1, alpha=1.0)
+    # the stopping example: [A] at -0.684 against A C (log .36 = -1.022) ending next: -0.766
+    assert is_finished(_ended(-0.684), math.log(0.36), next_length=3, n_best=1, alpha=1.0)
+
+
+def test_a_sentence_needs_n_best_ended_hypotheses_and_compares_the_nth():
+    assert not is_finished(_ended(-0.1), -5.0, next_length=3, n_best=2, alpha=1.0)  # one of two ended
+    # with alpha 0, raw log-probabilities: the 2nd best -0.9 against the live -0.8 (-0.8 > -0.9: go on)
+    assert not is_finished(_ended(-0.1, -0.9), -0.8, next_length=3, n_best=2, alpha=0.0)
+    assert is_finished(_ended(-0.1, -0.9, -3.0), -0.95, next_length=3, n_best=2, alpha=0.0)
+    assert is_finished(_ended(-0.5), -0.5, next_length=3, n_best=1, alpha=0.0)  # a tie stops
 
 
 # ---- beam search on a real (untrained) model -------------------------------------------------------
