@@ -3,11 +3,13 @@ import dataclasses
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 
 import pytest
+import safetensors.torch
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -121,15 +123,20 @@ def test_the_loss_skips_padding_yet_equals_the_loss_over_all_positions(architect
     torch.testing.assert_close(loss_fn(model, batch), full)
 
 
-def test_the_model_directory_keeps_the_best_validated_model(tmp_path):
+def test_the_model_directory_keeps_the_best_validated_model(tmp_path, monkeypatch):
+    _scripted_bleu(monkeypatch, 10.0, 30.0, 20.0)  # the best at update 14 of 21
     config = _config(max_steps=21)
     config.data.dev = "toy"  # any data spec; the toy set is the only one always present
-    train(config, pairs=PAIRS, model_dir=tmp_path, progress=False)
+    last = train(config, pairs=PAIRS, model_dir=tmp_path, progress=False)
     log = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [7, 14, 21]
     assert all({"dev_loss", "dev_ppl", "bleu", "chrf", "bleu_signature"} <= r.keys() for r in log)
-    assert len(list((tmp_path / "checkpoints").iterdir())) == 2  # keep_checkpoints
-    assert load_model(tmp_path).translate(["She loves cats."])[0].text is not None
+    checkpoints = sorted((tmp_path / "checkpoints").iterdir())
+    assert [c.name for c in checkpoints] == ["step-00000014", "step-00000021"]  # keep_checkpoints: 2
+    best = safetensors.torch.load_file(checkpoints[0] / "model.safetensors")
+    kept = load_model(tmp_path).model.state_dict()
+    assert all(torch.equal(kept[name], best[name]) for name in best)
+    assert not torch.equal(kept["decoder.output.weight"], last.model.state_dict()["decoder.output.weight"])
 
 
 @pytest.mark.slow
@@ -145,9 +152,10 @@ def test_a_run_killed_with_sigkill_still_loads_and_resumes(tmp_path):
     time.sleep(0.37)  # somewhere in the middle of the next steps or checkpoint write
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert load_model(tmp_path).translate(["We are sad."])[0].text is not None
+    killed = load_model(tmp_path).model.state_dict()  # loads: every file whole, its SHA-256 as recorded
     step = int(latest_checkpoint(tmp_path).name.split("-")[1])
     assert step >= 6
+    at_checkpoint = safetensors.torch.load_file(latest_checkpoint(tmp_path) / "model.safetensors")
     result = subprocess.run(
         [
             sys.executable,
@@ -168,6 +176,18 @@ def test_a_run_killed_with_sigkill_still_loads_and_resumes(tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     assert latest_checkpoint(tmp_path).name == f"step-{step + 3:08d}"
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
+    # the model left by the kill was one the run validated: that of its last checkpoint, or the next
+    # validation's (killed between writing the model and its checkpoint), which the resumed run retrained
+    validated = (at_checkpoint, load_model(tmp_path).model.state_dict())
+    assert any(all(torch.equal(killed[name], w[name]) for name in killed) for w in validated)
+
+
+@pytest.fixture
+def umask_022():
+    """The common default umask, so that what the test sees does not depend on the machine's."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +205,7 @@ def test_subword_round_trip_on_any_text(subwords, text):
 
 
 @pytest.mark.parametrize("model_type", ["bpe", "unigram"])
-def test_subword_model_directory_shows_plain_text(tmp_path, model_type):
+def test_subword_model_directory_shows_plain_text(tmp_path, model_type, umask_022):
     config = _config(max_steps=5)
     config.data.tokenizer, config.data.vocab_size, config.data.joint_vocab = model_type, 500, True
     trained = train(config, pairs=PAIRS, model_dir=tmp_path, progress=False)
@@ -196,7 +216,8 @@ def test_subword_model_directory_shows_plain_text(tmp_path, model_type):
     ):
         assert a.text == b.text and "▁" not in a.text
     assert (tmp_path / "src.spm").is_file() and (tmp_path / "tgt.spm").is_file()
-    assert os.stat(tmp_path / "config.yaml").st_mode & 0o044  # readable by others
+    for path in [p for p in tmp_path.iterdir() if p.is_file()]:  # models are for sharing
+        assert os.stat(path).st_mode & stat.S_IROTH, f"{path.name} is not readable by others"
 
 
 def test_bf16_mixed_precision_learns_and_keeps_fp32_weights(tmp_path):
