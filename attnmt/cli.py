@@ -1,155 +1,26 @@
-"""The ``attnmt`` command line: thin entry points over the library."""
+"""The ``attnmt`` command line: thin entry points over the library.
+
+One builder per command adds its options and ``set_defaults(func=...)``; options several commands take
+come from shared parent parsers; ``main`` parses and calls ``args.func``.
+"""
 
 import argparse
+import math
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple, NoReturn
 
 from attnmt.errors import AttnmtError
+from attnmt.translator import DecodeOptions
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="attnmt", description="Neural machine translation with attention.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = commands.add_parser(
-        "demo", help="run the eight steps on the built-in set and translate 'We are happy'"
-    )
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("-o", "--output", type=Path, default=Path("attnmt-demo-attention.png"),
-                      help="where to save the attention heatmap (.png, .svg or .pdf)")  # fmt: skip
-
-    train = commands.add_parser("train", help="train a model and save it as a model directory")
-    train.add_argument("config", type=Path, nargs="?", help="experiment YAML (default: the toy demo setup)")
-    train.add_argument("--model-dir", type=Path, required=True, help="where to save the trained model")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set train.epochs=10 (repeatable)")  # fmt: skip
-    train.add_argument(
-        "--resume", action="store_true", help="continue from the newest checkpoint in --model-dir"
-    )
-    train.add_argument("--overwrite", action="store_true", help="replace a model already in --model-dir")
-    train.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
-    train.add_argument("--quiet", action="store_true", help="no progress output")
-
-    translate = commands.add_parser("translate", help="translate --text or stdin, one sentence per line")
-    translate.add_argument("model_dir", type=Path)
-    translate.add_argument("--text", action="append", help="a sentence to translate (repeatable)")
-    translate.add_argument("--batch-size", type=int, default=64)
-
-    evaluate = commands.add_parser("evaluate", help="BLEU and chrF of a model on a test set")
-    evaluate.add_argument("model_dirs", type=Path, nargs="+", metavar="MODEL_DIR")
-    evaluate.add_argument(
-        "--data", help="data spec, e.g. tatoeba:test or src.txt,ref.txt (default: data.test)"
-    )
-    evaluate.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
-    evaluate.add_argument("-o", "--output", type=Path, help="write the translations here, one per line")
-    evaluate.add_argument("--by-length", action="store_true",
-                          help="also BLEU/chrF per source-length bucket, with 95%% bootstrap intervals")  # fmt: skip
-    evaluate.add_argument("--plot", type=Path, help="with --by-length: draw BLEU against length, all models")
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    attention = commands.add_parser(
-        "attention", help="draw attention heatmaps and print word alignments (translation<TAB>i-j pairs)"
-    )
-    attention.add_argument("model_dir", type=Path)
-    attention.add_argument("--text", action="append", help="a sentence (repeatable; default: stdin lines)")
-    attention.add_argument("-o", "--output", type=Path, required=True,
-                           help="a .png/.svg/.pdf for one sentence; a directory for several, one picture each")  # fmt: skip
-    attention.add_argument(
-        "--format", choices=("png", "svg", "pdf"), default="png", help="pictures in a directory"
-    )
-    attention.add_argument("--threshold", type=float,
-                           help="align every source token with at least this weight (default: the most attended)")  # fmt: skip
-    attention.add_argument("--kind", choices=("cross", "encoder", "decoder"), default="cross",
-                           help="cross: target over source (default); encoder/decoder: Transformer self-attention")  # fmt: skip
-    attention.add_argument("--layer", type=int, help="which layer, from 1 (default: the last)")
-    attention.add_argument("--head", type=int, help="which head, from 1 (default: the average of all heads)")
-    attention.add_argument("--batch-size", type=int, default=64)
-    translate.add_argument("--replace-unk", action="store_true",
-                           help="replace each <unk> by the source word it attends to most (Luong et al. 2015)")  # fmt: skip
-    translate.add_argument("--dictionary", type=Path,
-                           help="with --replace-unk: a source<TAB>target word list to translate that word")  # fmt: skip
-    for command in (translate, evaluate, attention):
-        command.add_argument("--beam", type=int, default=5, help="beam size; 1 is greedy search (default 5)")
-        command.add_argument("--alpha", type=float, default=1.0, help="GNMT length penalty; 0 ranks by log p")
-        command.add_argument(
-            "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
-        )
-    for command in (translate, evaluate):
-        command.add_argument("--int8", action="store_true",
-                             help="int8 linear and GRU layers (dynamic quantisation): faster on CPUs")  # fmt: skip
-    translate.add_argument(
-        "--n-best", type=int, default=1, help="print the N best: sentence number, log p, translation (TSV)"
-    )
-
-    download = commands.add_parser(
-        "download", help="fetch a public corpus (tatoeba, multi30k) into the data directory"
-    )
-    download.add_argument("corpus", choices=("tatoeba", "multi30k"))
-    download.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
-    download.add_argument("--sha256", help="the archive's expected SHA-256 (tatoeba; multi30k's are pinned)")
-    download.add_argument("--mirror", help="a URL or file:// directory holding the same files")
-
-    curves = commands.add_parser("curves", help="plot dev loss and BLEU against training time for runs")
-    curves.add_argument("model_dirs", type=Path, nargs="+", metavar="MODEL_DIR")
-    curves.add_argument(
-        "-o", "--output", type=Path, required=True, help="picture to write (.png, .svg, .pdf)"
-    )
-
-    average = commands.add_parser(
-        "average", help="a new model directory whose weights average a run's last checkpoints"
-    )
-    average.add_argument("model_dir", type=Path)
-    average.add_argument("--last", type=int, default=5, help="how many of the newest checkpoints (default 5)")
-    average.add_argument("-o", "--output", type=Path, required=True, help="the new model directory")
-
-    serve = commands.add_parser("serve", help="translate over HTTP, with a web page to explore attention")
-    serve.add_argument("models", nargs="+", metavar="[NAME=]MODEL_DIR",
-                       help="models to load, named after their directory unless NAME= is given; the first is the default")  # fmt: skip
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
-    )
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument(
-        "--max-batch", type=int, default=64, help="sentences per model call; 1 turns batching off"
-    )
-    serve.add_argument("--batch-window-ms", type=float, default=5.0,
-                       help="how long a batch waits for more requests to join it")  # fmt: skip
-    serve.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds a request may wait for its answer"
-    )
-    serve.add_argument("--max-sentences", type=int, default=64, help="sentences per request")
-    serve.add_argument("--max-chars", type=int, default=1000, help="characters per sentence")
-    serve.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
-
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            from attnmt.demo import run_demo
-
-            if args.output.suffix.lower() not in (".png", ".svg", ".pdf") or not args.output.parent.is_dir():
-                raise AttnmtError(
-                    f"{args.output}: expected a .png, .svg or .pdf path in an existing directory"
-                )
-            run_demo(seed=args.seed, heatmap=args.output)
-        elif args.command == "train":
-            _train(args)
-        elif args.command == "evaluate":
-            _evaluate(args)
-        elif args.command == "download":
-            _download(args)
-        elif args.command == "curves":
-            _curves(args)
-        elif args.command == "attention":
-            _attention(args)
-        elif args.command == "average":
-            _average(args)
-        elif args.command == "serve":
-            _serve(args)
-        else:
-            _translate(args)
+        args.func(args)
     except AttnmtError as e:
         print(f"attnmt: error: {e}", file=sys.stderr)
         return 1
@@ -160,6 +31,238 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake on one line, exit code 2: argparse would print the whole usage above it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer from ``low`` to ``high`` (no upper bound if None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+
+    return parse
+
+
+def _number(low: float, high: float = math.inf, *, low_included: bool = True) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number from ``low`` (or just above it) up to ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        above_low = value >= low if low_included else value > low
+        if not (math.isfinite(value) and above_low and value <= high):
+            bounds = f"at least {low:g}" if low_included else f"more than {low:g}"
+            bounds += f" and at most {high:g}" if math.isfinite(high) else ""
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+
+    return parse
+
+
+POSITIVE = _integer(1)
+PORT = _integer(1, 65535)
+SEED = _integer(0, 2**32 - 1)
+
+
+class _Shared(NamedTuple):
+    """Options several commands take, as argparse parent parsers."""
+
+    device: argparse.ArgumentParser
+    decoding: argparse.ArgumentParser  # --beam, --alpha, --batch-size: translate, evaluate, attention
+    int8: argparse.ArgumentParser
+    data_dir: argparse.ArgumentParser
+
+
+def _shared_options() -> _Shared:
+    device, decoding, int8, data_dir = (_Parser(add_help=False) for _ in range(4))
+    device.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda[:N], mps"
+    )
+    defaults = DecodeOptions()
+    decoding.add_argument("--beam", type=POSITIVE, default=defaults.beam_size,
+                          help=f"beam size; 1 is greedy search (default {defaults.beam_size})")  # fmt: skip
+    decoding.add_argument("--alpha", type=_number(0), default=defaults.alpha,
+                          help=f"GNMT length penalty; 0 ranks by log p (default {defaults.alpha:g})")  # fmt: skip
+    decoding.add_argument(
+        "--batch-size", type=POSITIVE, default=64, help="sentences per model call (default 64)"
+    )
+    int8.add_argument("--int8", action="store_true",
+                      help="int8 linear and GRU layers (dynamic quantisation): faster on CPUs")  # fmt: skip
+    data_dir.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
+    return _Shared(device, decoding, int8, data_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``attnmt`` parser: one subcommand per builder below, each with ``func`` to run it."""
+    parser = _Parser(prog="attnmt", description="Neural machine translation with attention.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = _shared_options()
+    for add_command in (_add_demo, _add_train, _add_translate, _add_evaluate, _add_attention,
+                        _add_download, _add_curves, _add_average, _add_serve):  # fmt: skip
+        add_command(commands, shared)
+    return parser
+
+
+def _add_demo(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    demo = commands.add_parser(
+        "demo", help="run the eight steps on the built-in set and translate 'We are happy'"
+    )
+    demo.add_argument("--seed", type=SEED, default=0)
+    demo.add_argument("-o", "--output", type=Path, default=Path("attnmt-demo-attention.png"),
+                      help="where to save the attention heatmap (.png, .svg or .pdf)")  # fmt: skip
+    demo.set_defaults(func=_demo)
+
+
+def _add_train(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    train = commands.add_parser(
+        "train", parents=[shared.data_dir], help="train a model and save it as a model directory"
+    )
+    train.add_argument("config", type=Path, nargs="?", help="experiment YAML (default: the toy demo setup)")
+    train.add_argument("--model-dir", type=Path, required=True, help="where to save the trained model")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set train.epochs=10 (repeatable)")  # fmt: skip
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in --model-dir"
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace a model already in --model-dir")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.set_defaults(func=_train)
+
+
+def _add_translate(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    translate = commands.add_parser(
+        "translate",
+        parents=[shared.decoding, shared.int8, shared.device],
+        help="translate --text or stdin, one sentence per line",
+    )
+    translate.add_argument("model_dir", type=Path)
+    translate.add_argument("--text", action="append", help="a sentence to translate (repeatable)")
+    translate.add_argument("--n-best", type=POSITIVE, default=DecodeOptions().n_best,
+                           help="print the N best: sentence number, log p, translation (TSV)")  # fmt: skip
+    translate.add_argument("--replace-unk", action="store_true",
+                           help="replace each <unk> by the source word it attends to most (Luong et al. 2015)")  # fmt: skip
+    translate.add_argument("--dictionary", type=Path,
+                           help="with --replace-unk: a source<TAB>target word list to translate that word")  # fmt: skip
+    translate.set_defaults(func=_translate)
+
+
+def _add_evaluate(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        parents=[shared.decoding, shared.int8, shared.device, shared.data_dir],
+        help="BLEU and chrF of a model on a test set",
+    )
+    evaluate.add_argument("model_dirs", type=Path, nargs="+", metavar="MODEL_DIR")
+    evaluate.add_argument(
+        "--data", help="data spec, e.g. tatoeba:test or src.txt,ref.txt (default: data.test)"
+    )
+    evaluate.add_argument("-o", "--output", type=Path, help="write the translations here, one per line")
+    evaluate.add_argument("--by-length", action="store_true",
+                          help="also BLEU/chrF per source-length bucket, with 95%% bootstrap intervals")  # fmt: skip
+    evaluate.add_argument("--plot", type=Path, help="with --by-length: draw BLEU against length, all models")
+    evaluate.set_defaults(func=_evaluate)
+
+
+def _add_attention(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    attention = commands.add_parser(
+        "attention",
+        parents=[shared.decoding, shared.device],
+        help="draw attention heatmaps and print word alignments (translation<TAB>i-j pairs)",
+    )
+    attention.add_argument("model_dir", type=Path)
+    attention.add_argument("--text", action="append", help="a sentence (repeatable; default: stdin lines)")
+    attention.add_argument("-o", "--output", type=Path, required=True,
+                           help="a .png/.svg/.pdf for one sentence; a directory for several, one picture each")  # fmt: skip
+    attention.add_argument(
+        "--format", choices=("png", "svg", "pdf"), default="png", help="pictures in a directory"
+    )
+    attention.add_argument("--threshold", type=_number(0, 1, low_included=False),
+                           help="align every source token with at least this weight (default: the most attended)")  # fmt: skip
+    attention.add_argument("--kind", choices=("cross", "encoder", "decoder"), default="cross",
+                           help="cross: target over source (default); encoder/decoder: Transformer self-attention")  # fmt: skip
+    attention.add_argument("--layer", type=POSITIVE, help="which layer, from 1 (default: the last)")
+    attention.add_argument(
+        "--head", type=POSITIVE, help="which head, from 1 (default: the average of all heads)"
+    )
+    attention.set_defaults(func=_attention)
+
+
+def _add_download(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    download = commands.add_parser(
+        "download",
+        parents=[shared.data_dir],
+        help="fetch a public corpus (tatoeba, multi30k) into the data directory",
+    )
+    download.add_argument("corpus", choices=("tatoeba", "multi30k"))
+    download.add_argument("--sha256", help="the archive's expected SHA-256 (tatoeba; multi30k's are pinned)")
+    download.add_argument("--mirror", help="a URL or file:// directory holding the same files")
+    download.set_defaults(func=_download)
+
+
+def _add_curves(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    curves = commands.add_parser("curves", help="plot dev loss and BLEU against training time for runs")
+    curves.add_argument("model_dirs", type=Path, nargs="+", metavar="MODEL_DIR")
+    curves.add_argument(
+        "-o", "--output", type=Path, required=True, help="picture to write (.png, .svg, .pdf)"
+    )
+    curves.set_defaults(func=_curves)
+
+
+def _add_average(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    average = commands.add_parser(
+        "average", help="a new model directory whose weights average a run's last checkpoints"
+    )
+    average.add_argument("model_dir", type=Path)
+    average.add_argument(
+        "--last", type=POSITIVE, default=5, help="how many of the newest checkpoints (default 5)"
+    )
+    average.add_argument("-o", "--output", type=Path, required=True, help="the new model directory")
+    average.set_defaults(func=_average)
+
+
+def _add_serve(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    serve = commands.add_parser(
+        "serve", parents=[shared.device], help="translate over HTTP, with a web page to explore attention"
+    )
+    serve.add_argument("models", nargs="+", metavar="[NAME=]MODEL_DIR",
+                       help="models to load, named after their directory unless NAME= is given; the first is the default")  # fmt: skip
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument("--port", type=PORT, default=8000)
+    serve.add_argument(
+        "--max-batch", type=POSITIVE, default=64, help="sentences per model call; 1 turns batching off"
+    )
+    serve.add_argument("--batch-window-ms", type=_number(0), default=5.0,
+                       help="how long a batch waits for more requests to join it")  # fmt: skip
+    serve.add_argument("--timeout", type=_number(0, low_included=False), default=60.0,
+                       help="seconds a request may wait for its answer")  # fmt: skip
+    serve.add_argument("--max-sentences", type=POSITIVE, default=64, help="sentences per request")
+    serve.add_argument("--max-chars", type=POSITIVE, default=1000, help="characters per sentence")
+    serve.set_defaults(func=_serve)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from attnmt.demo import run_demo
+
+    if args.output.suffix.lower() not in (".png", ".svg", ".pdf") or not args.output.parent.is_dir():
+        raise AttnmtError(f"{args.output}: expected a .png, .svg or .pdf path in an existing directory")
+    run_demo(seed=args.seed, heatmap=args.output)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -194,7 +297,7 @@ def _load(args: argparse.Namespace, model_dir: Path | None = None):
     from attnmt.device import quantize_int8, select_device
     from attnmt.modeldir import load_model
 
-    device = select_device(args.device)
+    device = select_device(args.device, source="--device")
     translator = load_model(model_dir or args.model_dir)
     translator.model.to(device)
     if getattr(args, "int8", False):
@@ -202,6 +305,13 @@ def _load(args: argparse.Namespace, model_dir: Path | None = None):
             raise AttnmtError(f"--int8: runs on the CPU only, not on {device} (add --device cpu)")
         translator.model = quantize_int8(translator.model.eval())
     return translator
+
+
+def _decode_options(args: argparse.Namespace) -> DecodeOptions:
+    """--beam, --alpha and (translate's) --n-best, checked together."""
+    return DecodeOptions(
+        beam_size=args.beam, alpha=args.alpha, n_best=getattr(args, "n_best", DecodeOptions.n_best)
+    )
 
 
 def _translate(args: argparse.Namespace) -> None:
@@ -216,11 +326,11 @@ def _translate(args: argparse.Namespace) -> None:
     if args.replace_unk and not translator.model.has_attention:
         raise AttnmtError(f"--replace-unk: {args.model_dir} has no attention to find the source word with")
     chunks = [args.text] if args.text is not None else _read_lines(sys.stdin.buffer, 16 * args.batch_size)
-    options = {"batch_size": args.batch_size, "beam_size": args.beam, "alpha": args.alpha}
+    options = _decode_options(args)
     number = 0
     for chunk in chunks:
         lines = []
-        for n_best in translator.translate_n_best(chunk, args.n_best, **options):
+        for n_best in translator.translate_n_best(chunk, options, batch_size=args.batch_size):
             if args.replace_unk:
                 n_best = [translator.replace_unknowns(t, dictionary) for t in n_best]
             if args.n_best == 1:
@@ -241,6 +351,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         raise AttnmtError("-o/--output: one model at a time (the translations of one model)")
     if args.plot is not None and not args.by_length:
         raise AttnmtError("--plot: draws the --by-length scores; add --by-length")
+    options = _decode_options(args)
     by_length = {}
     for model_dir in args.model_dirs:
         translator = _load(args, model_dir)
@@ -250,8 +361,7 @@ def _evaluate(args: argparse.Namespace) -> None:
             raise AttnmtError(f"--data: no test set given and {model_dir}'s config has no data.test")
         pairs = load_pairs(spec, src_lang=data.src_lang, tgt_lang=data.tgt_lang, root=args.data_dir)
         sources, references = group_references(pairs)
-        options = {"batch_size": args.batch_size, "beam_size": args.beam, "alpha": args.alpha}
-        hypotheses = [t.text for t in translator.translate(sources, **options)]
+        hypotheses = [t.text for t in translator.translate(sources, options, batch_size=args.batch_size)]
         if args.output is not None:
             atomic_write_text(args.output, "".join(h + "\n" for h in hypotheses))
         scores = corpus_scores(hypotheses, references)
@@ -291,9 +401,7 @@ def _attention(args: argparse.Namespace) -> None:
     translator = _load(args)
     if not translator.model.has_attention:
         raise AttnmtError(f"{args.model_dir}: this model has no attention to draw")
-    translations = translator.translate(
-        sentences, batch_size=args.batch_size, beam_size=args.beam, alpha=args.alpha
-    )
+    translations = translator.translate(sentences, _decode_options(args), batch_size=args.batch_size)
     for number, t in enumerate(translations, 1):
         if not t.tokens:  # an empty line
             print("")
@@ -328,8 +436,6 @@ def _average(args: argparse.Namespace) -> None:
     from attnmt.checkpoint import average_checkpoints
     from attnmt.modeldir import load_model, save_model
 
-    if args.last < 1:
-        raise AttnmtError(f"--last: must be at least 1, got {args.last}")
     if args.output.exists() and (not args.output.is_dir() or any(args.output.iterdir())):
         raise AttnmtError(f"{args.output}: exists and is not empty; choose a new directory")
     translator = load_model(args.model_dir)
@@ -341,11 +447,6 @@ def _average(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from attnmt.server import Limits, serve
 
-    for option in ("port", "max_batch", "max_sentences", "max_chars"):
-        if getattr(args, option) < 1:
-            raise AttnmtError(f"--{option.replace('_', '-')}: must be at least 1")
-    if args.timeout <= 0 or args.batch_window_ms < 0:
-        raise AttnmtError("--timeout must be positive and --batch-window-ms not negative")
     models = {}
     for spec in args.models:
         name, sep, path = spec.rpartition("=")

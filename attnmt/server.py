@@ -1,7 +1,7 @@
 """``attnmt serve``: translation over HTTP, batched under load, and a web page to explore attention.
 
-    POST /translate     {"sentences": ["..."], "model": NAME, "beam": 1, "n_best": 1, "alpha": 1.0,
-                         "attention": false}
+    POST /translate     {"sentences": ["..."], "model": NAME, "beam": 5, "n_best": 1, "alpha": 1.0,
+                         "attention": false}   (decoding defaults: attnmt.translator.DecodeOptions)
     GET  /models        the loaded models and what they are
     GET  /health        {"status": "ok"}
     GET  /              the web page (attnmt/resources/web: no build step, nothing from the internet)
@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, NotRequired
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,10 +28,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
+from typing_extensions import TypedDict  # pydantic reads typing's TypedDict from Python 3.12 only
 
-from attnmt.translator import Translation, Translator
+from attnmt.errors import AttnmtError
+from attnmt.translator import DecodeOptions, Translation, Translator
 
 WEB = Path(__file__).parent / "resources" / "web"
+DEFAULTS = DecodeOptions()
 
 
 @dataclass
@@ -55,34 +58,52 @@ class TranslateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sentences: list[StrictStr] = Field(description="English sentences, one translation each")
     model: StrictStr | None = Field(None, description="a loaded model's name (default: the first)")
-    beam: StrictInt = Field(1, description="beam size; 1 is greedy search")
-    n_best: StrictInt = Field(1, description="alternatives per sentence, at most `beam`")
-    alpha: StrictFloat | StrictInt = Field(1.0, description="GNMT length penalty; 0 ranks by log-probability")
+    beam: StrictInt = Field(DEFAULTS.beam_size, description="beam size; 1 is greedy search")
+    n_best: StrictInt = Field(DEFAULTS.n_best, description="alternatives per sentence, at most `beam`")
+    alpha: StrictFloat | StrictInt = Field(
+        DEFAULTS.alpha, description="GNMT length penalty; 0 ranks by log-probability"
+    )
     attention: StrictBool = Field(False, description="also return tokens and attention weights")
 
 
-class Alternative(BaseModel):
+class Alternative(TypedDict):
     text: str
     score: float
 
 
-class TranslationOut(BaseModel):
+class TranslationOut(TypedDict):
+    """One sentence's answer, built as a plain dict (the hot path skips re-validation).  A field that
+    does not apply is left out, never sent as null: alternatives only for ``n_best`` > 1, tokens and
+    weights only with ``attention`` requested."""
+
     text: str
-    score: float = Field(description="log-probability under the model")
-    alternatives: list[Alternative] | None = Field(None, description="the n best, best first (n_best > 1)")
-    src_tokens: list[str] | None = None
-    tokens: list[str] | None = Field(None, description="target tokens, <eos> last")
-    attention: list[list[float]] | None = Field(
-        None, description="target × source weights as search used them (last layer, heads averaged)"
-    )
-    maps: dict[str, list] | None = Field(
-        None,
-        description="every layer and head: cross [layer][head][target][source]; Transformer only: "
-        "encoder [layer][head][source][source], decoder [layer][head][target][target]",
-    )
+    score: Annotated[float, Field(description="log-probability under the model")]
+    alternatives: NotRequired[
+        Annotated[list[Alternative], Field(description="the n best, best first (n_best > 1)")]
+    ]
+    src_tokens: NotRequired[Annotated[list[str], Field(description="source tokens, <eos> last")]]
+    tokens: NotRequired[Annotated[list[str], Field(description="target tokens, <eos> last")]]
+    attention: NotRequired[
+        Annotated[
+            list[list[float]],
+            Field(
+                description="target × source weights as search used them (last layer, heads averaged); "
+                "absent for a model without attention"
+            ),
+        ]
+    ]
+    maps: NotRequired[
+        Annotated[
+            dict[str, list],
+            Field(
+                description="every layer and head: cross [layer][head][target][source]; Transformer "
+                "only: encoder [layer][head][source][source], decoder [layer][head][target][target]"
+            ),
+        ]
+    ]
 
 
-class TranslateResponse(BaseModel):
+class TranslateResponse(TypedDict):
     model: str
     translations: list[TranslationOut]
 
@@ -103,7 +124,7 @@ class ModelInfo(BaseModel):
 @dataclass
 class _Job:
     sentences: list[str]
-    options: tuple[int, int, float]  # beam, n_best, alpha: jobs batch together when these agree
+    options: DecodeOptions  # jobs batch together when these agree
     future: asyncio.Future
 
 
@@ -116,7 +137,7 @@ class Batcher:
     executor: ThreadPoolExecutor
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
 
-    async def translate(self, sentences: list[str], options: tuple) -> list[list[Translation]]:
+    async def translate(self, sentences: list[str], options: DecodeOptions) -> list[list[Translation]]:
         job = _Job(sentences, options, asyncio.get_running_loop().create_future())
         await self.queue.put(job)
         return await asyncio.wait_for(
@@ -139,7 +160,7 @@ class Batcher:
                 group = [job for job in jobs if job.options == options and not job.future.done()]
                 await self._run_group(loop, group, options)
 
-    async def _run_group(self, loop, group: list[_Job], options: tuple) -> None:
+    async def _run_group(self, loop, group: list[_Job], options: DecodeOptions) -> None:
         """Model calls of at most ``max_batch`` sentences (one request over it gets a call alone)."""
         batch, chunk = [], 0
         for job in group:
@@ -151,7 +172,7 @@ class Batcher:
         if batch:
             await self._call(loop, batch, options)
 
-    async def _call(self, loop, jobs: list[_Job], options: tuple) -> None:
+    async def _call(self, loop, jobs: list[_Job], options: DecodeOptions) -> None:
         sentences = [s for job in jobs for s in job.sentences]
         try:
             results = await loop.run_in_executor(self.executor, self._translate, sentences, options)
@@ -166,11 +187,8 @@ class Batcher:
                 job.future.set_result(results[start : start + len(job.sentences)])
             start += len(job.sentences)
 
-    def _translate(self, sentences: list[str], options: tuple) -> list[list[Translation]]:
-        beam, n_best, alpha = options
-        return self.translator.translate_n_best(
-            sentences, n_best, batch_size=self.limits.max_batch, beam_size=beam, alpha=alpha
-        )
+    def _translate(self, sentences: list[str], options: DecodeOptions) -> list[list[Translation]]:
+        return self.translator.translate_n_best(sentences, options, batch_size=self.limits.max_batch)
 
 
 def create_app(models: dict[str, Translator], limits: Limits | None = None) -> FastAPI:
@@ -178,9 +196,7 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
     if not models:
         raise ValueError("no models to serve")
     limits = limits or Limits()
-    executor = ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="attnmt-model"
-    )  # one model call at a time
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnmt-model")  # one call at a time
     batchers: dict[str, Batcher] = {}
 
     @contextlib.asynccontextmanager
@@ -201,32 +217,16 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
         lifespan=lifespan,
     )
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, e: ApiError) -> JSONResponse:
-        return _error(e.status, e.message)
+    _add_error_handlers(app)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
-        return _error(e.status_code, str(e.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0]
-        if first["type"] == "json_invalid":
-            return _error(
-                400, f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
-            )
-        where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
-        return _error(422, f"{where}: {first['msg']}")
-
-    @app.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True)
-    async def translate(request: TranslateRequest) -> TranslateResponse:
+    @app.post("/translate", response_model=TranslateResponse)  # documents the JSONResponse
+    async def translate(request: TranslateRequest) -> JSONResponse:
         """Translate the sentences with one model, greedy or beam search, with attention on request."""
         name = request.model or next(iter(models))
         if name not in batchers:
             raise ApiError(404, f"model {name!r} is not loaded; loaded: {', '.join(batchers)}")
-        _check(request, limits)
-        options = (request.beam, request.n_best, float(request.alpha))
+        _check_sentences(request.sentences, limits)
+        options = _decode_options(request, limits)
         try:
             results = await batchers[name].translate(request.sentences, options)
         except TimeoutError:
@@ -242,7 +242,7 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
         else:
             maps = [None] * len(results)
         translations = [_output(r, m, request) for r, m in zip(results, maps, strict=True)]
-        return JSONResponse({"model": name, "translations": translations})  # response_model documents it
+        return JSONResponse(TranslateResponse(model=name, translations=translations))
 
     @app.get("/models", response_model=list[ModelInfo])
     async def list_models() -> list[ModelInfo]:
@@ -261,37 +261,66 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
     return BodyLimit(app, limits.max_body_bytes)
 
 
-def _check(request: TranslateRequest, limits: Limits) -> None:
-    if not request.sentences:
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as ``{"error": {"status": ..., "message": ...}}``, with the status a client expects."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError) -> JSONResponse:
+        return _error(e.status, e.message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        return _error(e.status_code, str(e.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0]
+        if first["type"] == "json_invalid":
+            return _error(
+                400, f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
+            )
+        where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+        return _error(422, f"{where}: {first['msg']}")
+
+
+def _check_sentences(sentences: list[str], limits: Limits) -> None:
+    if not sentences:
         raise ApiError(422, "sentences: empty; send at least one sentence")
-    if len(request.sentences) > limits.max_sentences:
+    if len(sentences) > limits.max_sentences:
         raise ApiError(
-            413, f"sentences: {len(request.sentences)} in one request, the limit is {limits.max_sentences}"
+            413, f"sentences: {len(sentences)} in one request, the limit is {limits.max_sentences}"
         )
-    for i, sentence in enumerate(request.sentences):
+    for i, sentence in enumerate(sentences):
         if not sentence.strip():
             raise ApiError(422, f"sentences[{i}]: empty")
         if len(sentence) > limits.max_chars:
             raise ApiError(
                 413, f"sentences[{i}]: {len(sentence)} characters, the limit is {limits.max_chars}"
             )
+
+
+def _decode_options(request: TranslateRequest, limits: Limits) -> DecodeOptions:
+    """The request's decoding options, within this server's limits on beam and alpha."""
     if not 1 <= request.beam <= limits.max_beam:
         raise ApiError(422, f"beam: must be between 1 and {limits.max_beam}, got {request.beam}")
-    if not 1 <= request.n_best <= request.beam:
-        raise ApiError(422, f"n_best: must be between 1 and beam ({request.beam}), got {request.n_best}")
     if not (math.isfinite(request.alpha) and 0 <= request.alpha <= 10):
         raise ApiError(422, f"alpha: must be between 0 and 10, got {request.alpha}")
+    try:
+        return DecodeOptions(beam_size=request.beam, alpha=float(request.alpha), n_best=request.n_best)
+    except AttnmtError as e:
+        raise ApiError(422, str(e)) from None
 
 
-def _output(n_best: list[Translation], maps: dict | None, request: TranslateRequest) -> dict:
-    """One :class:`TranslationOut`, as JSON-ready data (built directly: the hot path skips re-validation)."""
+def _output(n_best: list[Translation], maps: dict | None, request: TranslateRequest) -> TranslationOut:
+    """One sentence's answer; what does not apply (alternatives, attention of a model without) is left out."""
     best = n_best[0]
-    out: dict[str, Any] = {"text": best.text, "score": best.score}
+    out = TranslationOut(text=best.text, score=best.score)
     if request.n_best > 1:
-        out["alternatives"] = [{"text": t.text, "score": t.score} for t in n_best]
+        out["alternatives"] = [Alternative(text=t.text, score=t.score) for t in n_best]
     if request.attention:
         out["src_tokens"], out["tokens"] = best.src_tokens, best.tokens
-        out["attention"] = None if best.attention is None else best.attention.round(4).tolist()
+        if best.attention is not None:
+            out["attention"] = best.attention.round(4).tolist()
         out["maps"] = {kind: weights.round(4).tolist() for kind, weights in (maps or {}).items()}
     return out
 

@@ -1,6 +1,7 @@
 """Steps 7–8: translate text with a trained model.  The CLI, notebooks and demos all call this."""
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,11 +11,30 @@ from attnmt.alignment import replace_unknowns
 from attnmt.config import Config
 from attnmt.data import pad
 from attnmt.errors import AttnmtError
-from attnmt.model import EncoderDecoderAttention
+from attnmt.model import Seq2Seq
 from attnmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths
 from attnmt.tokenization import Tokenizer
-from attnmt.transformer import Transformer
 from attnmt.vocab import EOS, Vocabulary
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to search for translations: one set of options, and defaults, for the Python API, the CLI
+    (``--beam``, ``--alpha``, ``--n-best``) and the server (``beam``, ``alpha``, ``n_best``)."""
+
+    beam_size: int = 5  # 1 is greedy search
+    alpha: float = 1.0  # GNMT length penalty: rank by log p / ((5 + |Y|) / 6)^alpha; 0 ranks by log p
+    n_best: int = 1  # translations per sentence, best first: at most beam_size
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise AttnmtError(f"beam_size: must be at least 1, got {self.beam_size}")
+        if not 1 <= self.n_best <= self.beam_size:
+            raise AttnmtError(
+                f"n_best: must be between 1 and beam_size ({self.beam_size}), got {self.n_best}"
+            )
+        if not (math.isfinite(self.alpha) and self.alpha >= 0):
+            raise AttnmtError(f"alpha: must be a finite number of at least 0, got {self.alpha}")
 
 
 @dataclass
@@ -33,7 +53,7 @@ class Translation:
 class Translator:
     """A trained model with its vocabularies and config: what a model directory holds."""
 
-    model: EncoderDecoderAttention | Transformer
+    model: Seq2Seq
     src_vocab: Vocabulary
     tgt_vocab: Vocabulary
     src_tokenizer: Tokenizer
@@ -41,50 +61,46 @@ class Translator:
     config: Config
 
     def translate(
-        self, sentences: list[str], *, batch_size: int = 64, beam_size: int = 1, alpha: float = 1.0
+        self, sentences: list[str], options: DecodeOptions = DecodeOptions(), *, batch_size: int = 64
     ) -> list[Translation]:
-        """Translate many sentences, batched by length; results come back in input order.
-        ``beam_size`` 1 is greedy search; above 1, beam search ranking by log p / length_penalty(alpha)."""
-        return [
-            n[0]
-            for n in self.translate_n_best(
-                sentences, 1, batch_size=batch_size, beam_size=beam_size, alpha=alpha
-            )
-        ]
+        """The best translation of each sentence, batched by length; results come back in input order."""
+        return [n_best[0] for n_best in self.translate_n_best(sentences, options, batch_size=batch_size)]
 
     def translate_n_best(
-        self, sentences: list[str], n: int, *, batch_size: int = 64, beam_size: int = 5, alpha: float = 1.0
+        self, sentences: list[str], options: DecodeOptions = DecodeOptions(), *, batch_size: int = 64
     ) -> list[list[Translation]]:
-        """The ``n`` best translations of each sentence (``n`` ≤ ``beam_size``), best first."""
+        """The ``options.n_best`` best translations of each sentence, best first, in input order."""
         if batch_size < 1:
             raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
-        if not 1 <= n <= beam_size:
-            raise AttnmtError(f"n-best {n} must be between 1 and the beam size ({beam_size})")
         tokenized = [self.src_tokenizer.tokenize(s) for s in sentences]
         order = sorted(range(len(sentences)), key=lambda i: len(tokenized[i]))
         results: list[list[Translation] | None] = [None] * len(sentences)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            translated = self._translate_tokens([tokenized[i] for i in chunk], n, beam_size, alpha)
+            translated = self._translate_tokens([tokenized[i] for i in chunk], options)
             for i, translations in zip(chunk, translated, strict=True):
                 results[i] = translations
         return results
 
     @torch.inference_mode()
-    def _translate_tokens(
-        self, batch: list[list[str]], n: int, beam_size: int, alpha: float
-    ) -> list[list[Translation]]:
+    def _translate_tokens(self, batch: list[list[str]], options: DecodeOptions) -> list[list[Translation]]:
         self.model.eval()
         device = next(self.model.parameters()).device
         src_tokens = [[*tokens, EOS] for tokens in batch]
         src, src_pad_mask = pad([self.src_vocab.encode(tokens) for tokens in src_tokens])
         src, src_pad_mask = src.to(device), src_pad_mask.to(device)
         lengths = max_output_lengths(src_pad_mask)
-        if beam_size == 1:
+        if options.beam_size == 1:
             hypotheses = [[h] for h in greedy_search(self.model, src, src_pad_mask, lengths)]
         else:
             hypotheses = beam_search(
-                self.model, src, src_pad_mask, lengths, beam_size=beam_size, n_best=n, alpha=alpha
+                self.model,
+                src,
+                src_pad_mask,
+                lengths,
+                beam_size=options.beam_size,
+                n_best=options.n_best,
+                alpha=options.alpha,
             )
         return [
             [self._translation(source, hyp) for hyp in n_best]
@@ -134,4 +150,4 @@ class Translator:
 
 def translate_sentence(model: Translator, sentence: str) -> Translation:
     """Translate one sentence greedily until ``<eos>`` (or 2 × its length + 10 tokens)."""
-    return model.translate([sentence])[0]
+    return model.translate([sentence], DecodeOptions(beam_size=1))[0]

@@ -151,7 +151,7 @@ def test_n_best_lists_each_sentences_best_translations_first(model_dir, capsys):
     assert [r[0] for r in rows] == ["0", "0", "0", "1", "1", "1"]
     assert [rows[0][2], rows[3][2]] == one_best
     assert main(["translate", str(model_dir), "--beam", "2", "--n-best", "3", *texts]) == 1
-    assert "n-best 3 must be between 1 and the beam size (2)" in capsys.readouterr().err
+    assert "n_best: must be between 1 and beam_size (2), got 3" in capsys.readouterr().err
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -231,3 +231,75 @@ def test_evaluate_plots_bleu_by_length_for_several_models(model_dir, test_tsv, t
     assert plot.read_text().count("<svg") == 1
     assert main([*args[:-3], "--plot", str(plot)]) == 1
     assert "--plot: draws the --by-length scores" in capsys.readouterr().err
+
+
+def _assert_usage_error(args: list[str], capsys, *needles: str) -> None:
+    """argparse refuses ``args`` before any work: one line on stderr, exit code 2."""
+    with pytest.raises(SystemExit) as refused:
+        main(args)
+    err = capsys.readouterr().err
+    assert refused.value.code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["serve", "m", "--port", "99999"], "argument --port: must be between 1 and 65535, got 99999"),
+        (["serve", "m", "--port", "0"], "argument --port: must be between 1 and 65535, got 0"),
+        (["serve", "m", "--port", "http"], "argument --port: expected an integer, got 'http'"),
+        (["serve", "m", "--max-batch", "-1"], "argument --max-batch: must be at least 1, got -1"),
+        (["serve", "m", "--max-sentences", "0"], "argument --max-sentences: must be at least 1"),
+        (["serve", "m", "--max-chars", "0"], "argument --max-chars: must be at least 1"),
+        (["serve", "m", "--timeout", "0"], "argument --timeout: must be more than 0, got 0"),
+        (["serve", "m", "--timeout", "inf"], "argument --timeout: must be more than 0, got inf"),
+        (["serve", "m", "--batch-window-ms", "-5"], "argument --batch-window-ms: must be at least 0"),
+        (["translate", "m", "--beam", "0"], "argument --beam: must be at least 1, got 0"),
+        (["translate", "m", "--n-best", "0"], "argument --n-best: must be at least 1, got 0"),
+        (["translate", "m", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+        (["translate", "m", "--alpha", "-1"], "argument --alpha: must be at least 0, got -1"),
+        (["translate", "m", "--alpha", "nan"], "argument --alpha: must be at least 0, got nan"),
+        (["evaluate", "m", "--batch-size", "-64"], "argument --batch-size: must be at least 1"),
+        (["evaluate", "m", "--beam", "-5"], "argument --beam: must be at least 1"),
+        (["attention", "m", "-o", "a.png", "--layer", "0"], "argument --layer: must be at least 1"),
+        (["attention", "m", "-o", "a.png", "--head", "-2"], "argument --head: must be at least 1"),
+        (
+            ["attention", "m", "-o", "a.png", "--threshold", "1.5"],
+            "--threshold: must be more than 0 and at most 1",
+        ),
+        (
+            ["attention", "m", "-o", "a.png", "--threshold", "0"],
+            "--threshold: must be more than 0 and at most 1",
+        ),
+        (["average", "m", "-o", "avg", "--last", "0"], "argument --last: must be at least 1, got 0"),
+        (["demo", "--seed", "-1"], "argument --seed: must be between 0 and 4294967295, got -1"),
+    ],
+)
+def test_a_numeric_option_out_of_range_is_refused_before_any_work(
+    args, needle, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, but if it were, not into the checkout
+    _assert_usage_error(args, capsys, needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_on_an_impossible_port_is_one_line_not_a_server_elsewhere(tmp_path):
+    result = _attnmt("serve", str(tmp_path), "--port", "99999")
+    _assert_clean_error(result, "--port", "65535")
+    assert result.returncode == 2 and b"serving" not in result.stderr
+
+
+def test_an_unknown_command_is_a_one_line_usage_error():
+    result = _attnmt("translat", "runs/toy")
+    _assert_clean_error(result, "invalid choice: 'translat'")
+    assert result.returncode == 2
+
+
+def test_a_device_error_names_the_option_it_came_from(tmp_path, capsys):
+    assert main(["translate", str(tmp_path), "--text", "Hi.", "--device", "cuda:99"]) == 1
+    err = capsys.readouterr().err
+    assert "--device: cuda:99 is not available" in err and "train.device" not in err
+    assert main(["serve", str(tmp_path), "--device", "gpu"]) == 1
+    assert "--device: 'gpu' is not one of auto, cpu, cuda" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from attnmt.config import config_from_dict
 from attnmt.server import Batcher, Limits, create_app
 from attnmt.training import train
-from attnmt.translator import Translation
+from attnmt.translator import DecodeOptions, Translation
 
 TRANSFORMER = {"architecture": "transformer", "hidden_size": 32, "heads": 4, "ff_size": 64, "layers": 2}
 
@@ -39,7 +39,7 @@ def test_translations_are_the_models_own(client, models, name, beam):
     response = client.post("/translate", json={"sentences": sentences, "model": name, "beam": beam})
     assert response.status_code == 200, response.text
     body = response.json()
-    expected = models[name].translate(sentences, beam_size=beam)
+    expected = models[name].translate(sentences, DecodeOptions(beam_size=beam))
     assert body["model"] == name
     assert [t["text"] for t in body["translations"]] == [t.text for t in expected]
     assert [t["score"] for t in body["translations"]] == pytest.approx([t.score for t in expected], abs=1e-4)
@@ -142,7 +142,7 @@ class _SlowEcho:
     def __init__(self, seconds: float):
         self.seconds, self.calls = seconds, []
 
-    def translate_n_best(self, sentences, n, *, batch_size, beam_size, alpha):
+    def translate_n_best(self, sentences, options, *, batch_size):
         self.calls.append(list(sentences))
         time.sleep(self.seconds)
         return [[Translation(s.upper(), [], [], -1.0, None)] for s in sentences]
@@ -153,7 +153,7 @@ def _run_clients(batcher: Batcher, count: int) -> list:
         task = asyncio.create_task(batcher.run())
         try:
             return await asyncio.gather(
-                *(batcher.translate([f"sentence {i}"], (1, 1, 1.0)) for i in range(count)),
+                *(batcher.translate([f"sentence {i}"], DecodeOptions()) for i in range(count)),
                 return_exceptions=True,
             )
         finally:
@@ -193,7 +193,25 @@ def test_serve_command_names_what_is_wrong_before_starting(tmp_path, capsys):
 
     assert main(["serve", str(tmp_path / "nope")]) == 1
     assert "nope: model directory not found" in capsys.readouterr().err
-    assert main(["serve", str(tmp_path), "--max-batch", "0"]) == 1
-    assert "--max-batch: must be at least 1" in capsys.readouterr().err
     assert main(["serve", f"={tmp_path}"]) == 1
     assert "an empty model name" in capsys.readouterr().err
+
+
+class _NoAttention(_SlowEcho):
+    """A stand-in for a model without attention (the Cho et al. baseline)."""
+
+    def attention_maps(self, translation):
+        return {}
+
+
+def test_absent_fields_are_left_out_not_sent_as_null():
+    with TestClient(create_app({"baseline": _NoAttention(0.0)})) as client:
+        plain = client.post("/translate", json={"sentences": ["Hi."]}).json()["translations"][0]
+        asked = client.post("/translate", json={"sentences": ["Hi."], "attention": True}).json()
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert set(plain) == {"text", "score"}  # no attention unless requested, no alternatives for n_best 1
+    assert set(asked["translations"][0]) == {"text", "score", "src_tokens", "tokens", "maps"}
+    assert None not in asked["translations"][0].values()
+    fields = schema["TranslationOut"]["properties"]
+    assert schema["TranslationOut"]["required"] == ["text", "score"]
+    assert all("null" not in str(field) for field in fields.values())  # the schema promises no nulls
