@@ -1,6 +1,5 @@
-"""Step 5, the whole translator: encoder + attention + decoder, and the contract search decodes with.
-
-Decoder contract (all that :mod:`attnmt.search` knows about a model):
+"""Step 5, the whole translator: encoder + attention + decoder, and :class:`Seq2Seq`, the decoder
+contract search decodes with:
 
     state = model.init_state(model.encode(src, src_pad_mask))
     log_probs, state, attn = model.step(prev_tokens, state)    # (B, V), state, (B, S) or None
@@ -8,6 +7,7 @@ Decoder contract (all that :mod:`attnmt.search` knows about a model):
 """
 
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +17,36 @@ from attnmt.config import ModelConfig
 from attnmt.decoders import Decoder
 from attnmt.encoders import Encoder
 from attnmt.transformer import Transformer
+
+Encoded = Any  # what a model's encode returns; only the model itself reads it
+DecoderState = Any  # what a model keeps between steps; search passes it back and reorders it
+
+
+@runtime_checkable
+class Seq2Seq(Protocol):
+    """The decoder contract: all that :mod:`attnmt.search`, and the callers that show attention, know
+    about a model.  :class:`EncoderDecoderAttention` and :class:`~attnmt.transformer.Transformer` keep
+    it without inheriting from it; so does a new architecture.  (Both are also ``nn.Module``s, which
+    training and saving rely on; a Protocol cannot say that too.)"""
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether ``step`` returns attention weights (the fixed-vector baseline has none)."""
+
+    def encode(self, src: Tensor, src_pad_mask: Tensor) -> Encoded:
+        """src (B, S), src_pad_mask (B, S) True = padding → the encoded source."""
+
+    def init_state(self, encoded: Encoded) -> DecoderState:
+        """The state before the first step (its input is ``<sos>``)."""
+
+    def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """prev_tokens (B,) → log-probabilities (B, V), the next state, attention (B, S) or None."""
+
+    def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
+        """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``."""
+
+    def attention_maps(self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor) -> dict[str, Tensor]:
+        """The weights of a teacher-forced pass by kind: ``cross`` (B, layers, heads, T, S) at least."""
 
 
 @dataclass
@@ -137,7 +167,7 @@ class EncoderDecoderAttention(nn.Module):
 
 def build_model(
     config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, shared_vocab: bool = False
-) -> EncoderDecoderAttention | Transformer:
+) -> Seq2Seq:
     """Build the model the way the diagram draws it: encoder → attention → decoder; or the Transformer
     (whose embeddings are one matrix when ``shared_vocab``: source and target use one vocabulary)."""
     if config.architecture == "transformer":

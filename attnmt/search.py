@@ -1,4 +1,4 @@
-"""Decoding, written against the model's decoder contract only (see :mod:`attnmt.model`)."""
+"""Decoding, written against the model's decoder contract only (:class:`attnmt.model.Seq2Seq`)."""
 
 import dataclasses
 from dataclasses import dataclass
@@ -7,6 +7,7 @@ from typing import NamedTuple, Self
 import torch
 from torch import Tensor
 
+from attnmt.model import Seq2Seq
 from attnmt.vocab import Vocabulary
 
 
@@ -39,7 +40,7 @@ def max_output_lengths(src_pad_mask: Tensor, ratio: float = 2.0, extra: int = 10
 
 
 @torch.inference_mode()
-def greedy_search(model, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor) -> list[Hypothesis]:
+def greedy_search(model: Seq2Seq, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor) -> list[Hypothesis]:
     """Pick the most probable word at each step until ``<eos>``, which comes at the latest after
     ``max_lengths`` (B,) words.
 
@@ -223,7 +224,7 @@ def is_finished(finished: Finished, best_live: float, next_length: int, n_best: 
 
 @torch.inference_mode()
 def beam_search(
-    model,
+    model: Seq2Seq,
     src: Tensor,
     src_pad_mask: Tensor,
     max_lengths: Tensor,

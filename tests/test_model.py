@@ -1,9 +1,11 @@
+import inspect
+
 import pytest
 import torch
 
 from attnmt.config import ModelConfig
 from attnmt.data import pad, pad_mask
-from attnmt.model import build_model
+from attnmt.model import Seq2Seq, build_model
 
 KINDS = ["none", "dot", "general", "additive", "scaled_dot"]
 SRC_V, TGT_V = 13, 11
@@ -87,3 +89,34 @@ def test_teacher_forcing_below_one_feeds_back_predictions_in_training():
     assert forced.shape == free.shape
     torch.testing.assert_close(free[:, 0], forced[:, 0])  # the first input is <sos> either way
     assert not torch.allclose(free, forced)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "attention"), [("gru", "none"), ("gru", "additive"), ("transformer", "scaled_dot")]
+)
+def test_every_architecture_keeps_the_decoder_contract(architecture, attention):
+    """Search, the translator and the attention views type their model as Seq2Seq; each architecture
+    must have its members, taking the Protocol's arguments (any more with defaults)."""
+    config = ModelConfig(
+        architecture=architecture, attention=attention, embed_size=8, hidden_size=16, ff_size=16
+    )
+    model = build_model(config, SRC_V, TGT_V)
+    assert isinstance(model, Seq2Seq)
+    assert model.has_attention is (attention != "none")
+    for name in ["encode", "init_state", "step", "reorder", "attention_maps"]:
+        wanted = list(inspect.signature(getattr(Seq2Seq, name)).parameters)[1:]  # without self
+        parameters = list(inspect.signature(getattr(model, name)).parameters.values())
+        assert [p.name for p in parameters[: len(wanted)]] == wanted, name
+        assert all(p.default is not inspect.Parameter.empty for p in parameters[len(wanted) :]), name
+
+
+def test_a_model_without_a_contract_member_is_not_a_seq2seq():
+    class NoReorder:
+        has_attention = False
+
+        def encode(self, src, src_pad_mask): ...
+        def init_state(self, encoded): ...
+        def step(self, prev_tokens, state): ...
+        def attention_maps(self, src, src_pad_mask, tgt_in): ...
+
+    assert not isinstance(NoReorder(), Seq2Seq)
