@@ -31,7 +31,7 @@ from attnmt.metrics import corpus_scores
 from attnmt.model import EncoderDecoderAttention, build_model
 from attnmt.modeldir import CONFIG, load_model, save_model
 from attnmt.tokenization import SubwordTokenizer, Tokenizer, WordTokenizer
-from attnmt.translator import Translator
+from attnmt.translator import DecodeOptions, Translator
 from attnmt.vocab import Vocabulary
 
 LOG = "train.jsonl"
@@ -496,7 +496,8 @@ class _Run:
         with autocast(self.device, self.precision):
             loss = mean_loss(self.model, self.dev_set, 4 * self.config.train.batch_tokens)
             sources, references = group_references(self.dev)
-            scores = corpus_scores([h.text for h in self.translator.translate(sources)], references)
+            greedy = self.translator.translate(sources, DecodeOptions(beam_size=1))
+            scores = corpus_scores([h.text for h in greedy], references)
         return {
             "dev_loss": loss,
             "dev_ppl": math.exp(min(loss, 50)),

@@ -6,6 +6,7 @@ from attnmt.config import config_from_dict
 from attnmt.corpora import toy_pairs
 from attnmt.synthetic import reversal_pairs
 from attnmt.training import train
+from attnmt.translator import DecodeOptions
 
 TRANSFORMER = {"architecture": "transformer", "hidden_size": 64, "heads": 4, "ff_size": 128, "layers": 2}
 
@@ -22,7 +23,7 @@ def reversal_accuracy(attention: str, **model) -> float:
         config.train.schedule, config.train.warmup_steps = "inverse_sqrt", 100
     model = train(config, pairs=reversal_pairs(20_000, seed=0), progress=False)
     test = reversal_pairs(300, seed=1)
-    outputs = model.translate([src for src, _ in test])
+    outputs = model.translate([src for src, _ in test], DecodeOptions(beam_size=1))
     return sum(out.text == ref for out, (_, ref) in zip(outputs, test, strict=True)) / len(test)
 
 
@@ -55,7 +56,7 @@ def test_toy_set_trains_french_to_english():
     pairs = toy_pairs("fr", "en")
     model = train(config, progress=False)
     sample = pairs[::10]
-    outputs = model.translate([fr for fr, _ in sample])
+    outputs = model.translate([fr for fr, _ in sample], DecodeOptions(beam_size=1))
     exact = sum(out.text == en for out, (_, en) in zip(outputs, sample, strict=True)) / len(sample)
     assert exact >= 0.9
     assert model.translate(["Ils sont heureux."])[0].text == "They are happy."
