@@ -13,6 +13,7 @@ from attnmt.device import quantize_int8
 from attnmt.model import build_model
 from attnmt.search import beam_search, greedy_search
 from attnmt.transformer import Transformer, TransformerState, sinusoidal_positions
+from attnmt.translator import DecodeOptions
 from attnmt.vocab import Vocabulary
 
 V = 23
@@ -297,7 +298,7 @@ def test_a_transformer_model_directory_saves_loads_and_translates(transformer_di
     assert translator.model.source_embedding.weight is translator.model.embedding.weight  # joint vocabulary
     assert main(["translate", str(transformer_dir), "--text", "We are happy.", "--beam", "1"]) == 0
     greedy = capsys.readouterr().out
-    assert greedy.strip() == translator.translate(["We are happy."])[0].text
+    assert greedy.strip() == translator.translate(["We are happy."], DecodeOptions(beam_size=1))[0].text
     assert main(["evaluate", str(transformer_dir), "--data", "toy"]) == 0
     assert "BLEU" in capsys.readouterr().out
 
