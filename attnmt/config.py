@@ -46,6 +46,13 @@ class ModelConfig:
     heads: int = 4  # transformer: attention heads per layer
     ff_size: int = 512  # transformer: inner size of the feed-forward sub-layers
     dropout: float = 0.1
+    input_feeding: bool = False  # gru: the decoder GRU also reads the last attentional state (Luong §3.3)
+    bridge: bool = (
+        False  # gru: the decoder starts from tanh(W · encoder final state + b), not the state itself
+    )
+    init_range: float | None = (
+        None  # gru: every weight uniform in ±init_range (OpenNMT: 0.1); null: PyTorch's
+    )
 
 
 @dataclass
@@ -90,7 +97,7 @@ _CHOICES = {
 }
 _POSITIVE = {
     "data.vocab_size", "data.min_freq", "data.max_vocab_size", "data.max_words",
-    "model.embed_size", "model.hidden_size", "model.layers", "model.heads", "model.ff_size",
+    "model.embed_size", "model.hidden_size", "model.layers", "model.heads", "model.ff_size", "model.init_range",
     "train.epochs", "train.max_steps", "train.max_minutes", "train.batch_tokens", "train.accumulate", "train.lr",
     "train.warmup_steps", "train.decay_patience", "train.early_stopping", "train.clip_norm",
     "train.validate_every", "train.keep_checkpoints",

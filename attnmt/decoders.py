@@ -5,7 +5,9 @@ attention-weighted source states, and the word distribution comes from the atten
 
     h̃_t = tanh(W_c [c_t; h_t])        p(y_t | y_<t, x) = softmax(W_s h̃_t)      (eqs. 5–6)
 
-Because attention sits after the GRU, a teacher-forced target runs through the GRU in one call.
+Because attention sits after the GRU, a teacher-forced target runs through the GRU in one call.  With
+``input_feeding`` (Luong et al. §3.3) the GRU also reads the previous step's attentional state h̃_{t-1},
+so that it knows what it attended to before; then the steps run one by one.
 
 ``attention=None`` is the decoder of Cho et al. (2014) without attention: the context is one fixed
 vector, the encoder's final state, fed to every step (into the GRU input and the output layer).
@@ -27,12 +29,16 @@ class Decoder(nn.Module):
         attention: Attention | None,
         layers: int = 1,
         dropout: float = 0.0,
+        input_feeding: bool = False,
     ):
         super().__init__()
         self.attention = attention
+        self.input_feeding = input_feeding and attention is not None
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
-        rnn_input = embed_size if attention is not None else embed_size + hidden_size
+        # the fixed-vector baseline reads its context at every step; input feeding reads h̃_{t-1}
+        feeds = attention is None or self.input_feeding
+        rnn_input = embed_size + hidden_size if feeds else embed_size
         self.rnn = nn.GRU(
             rnn_input, hidden_size, num_layers=layers, batch_first=True,
             dropout=dropout if layers > 1 else 0.0,
@@ -48,25 +54,43 @@ class Decoder(nn.Module):
         keys: Tensor,
         src_pad_mask: Tensor,
         fixed_context: Tensor,
+        feed: Tensor,
         keep: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Run T steps given the previous target tokens.
 
         tokens (B, T); hidden (L, B, H); memory (B, S, H) encoder states; keys (B, S, ·) their
-        projection; src_pad_mask (B, S); fixed_context (B, H) the encoder's final state.
-        Returns logits (B, T, V), the new hidden (L, B, H) and attention weights (B, T, S), or None
-        without attention.  With ``keep`` (B, T) bool, logits only where it is True: (N, V), so that
-        training spends nothing on the word distributions of padding.
+        projection; src_pad_mask (B, S); fixed_context (B, H) the encoder's final state; feed (B, H)
+        the attentional state h̃ of the step before (zeros before the first; read with input feeding).
+        Returns logits (B, T, V), the new hidden (L, B, H), the last h̃ (B, H) and attention weights
+        (B, T, S), or None without attention.  With ``keep`` (B, T) bool, logits only where it is True:
+        (N, V), so that training spends nothing on the word distributions of padding.
         """
         embedded = self.dropout(self.embedding(tokens))  # (B, T, E)
+        mask = src_pad_mask.unsqueeze(1)  # (B, 1, S)
         if self.attention is None:
             context = fixed_context.unsqueeze(1).expand(-1, tokens.size(1), -1)  # (B, T, H)
             outputs, hidden = self.rnn(torch.cat([embedded, context], dim=-1), hidden)  # (B, T, H)
-            weights = None
+            attentional, weights = torch.tanh(self.combine(torch.cat([context, outputs], dim=-1))), None
+        elif self.input_feeding:
+            steps, step_weights = [], []
+            for t in range(tokens.size(1)):
+                rnn_in = torch.cat([embedded[:, t : t + 1], feed.unsqueeze(1)], dim=-1)  # (B, 1, E + H)
+                output, hidden = self.rnn(rnn_in, hidden)  # (B, 1, H)
+                attended, w = self._attend(output, keys, memory, mask)  # (B, 1, H), (B, 1, S)
+                feed = attended.squeeze(1)
+                steps.append(attended)
+                step_weights.append(w)
+            attentional, weights = torch.cat(steps, dim=1), torch.cat(step_weights, dim=1)  # (B, T, ·)
         else:
             outputs, hidden = self.rnn(embedded, hidden)  # (B, T, H)
-            context, weights = self.attention(outputs, keys, memory, src_pad_mask.unsqueeze(1))
-        attentional = torch.tanh(self.combine(torch.cat([context, outputs], dim=-1)))  # (B, T, H)
+            attentional, weights = self._attend(outputs, keys, memory, mask)
+        feed = attentional[:, -1]  # (B, H)
         if keep is not None:
             attentional = attentional[keep]  # (N, H)
-        return self.output(self.dropout(attentional)), hidden, weights
+        return self.output(self.dropout(attentional)), hidden, feed, weights
+
+    def _attend(self, outputs: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """GRU outputs (B, T, H) → attentional states h̃ (B, T, H), weights (B, T, S)."""
+        context, weights = self.attention(outputs, keys, memory, mask)
+        return torch.tanh(self.combine(torch.cat([context, outputs], dim=-1))), weights

@@ -6,7 +6,7 @@ contract search decodes with:
     state = model.reorder(state, index)                         # keep/duplicate batch rows
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -65,15 +65,22 @@ class RNNState:
     keys: Tensor  # (B, S, ·) attention.project_keys(memory)
     src_pad_mask: Tensor  # (B, S)
     fixed_context: Tensor  # (B, H)
+    feed: Tensor  # (B, H) the last attentional state h̃ (read by an input-feeding decoder)
 
 
 class EncoderDecoderAttention(nn.Module):
-    """A GRU encoder–decoder where the decoder attends over all encoder states at every step."""
+    """A GRU encoder–decoder where the decoder attends over all encoder states at every step.
 
-    def __init__(self, encoder: Encoder, decoder: Decoder):
+    The decoder starts from the encoder's final state, or with ``bridge`` from a learned
+    tanh(W h_final + b) of it (OpenNMT's bridge), so that the two GRUs need not share one state space.
+    """
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, bridge: bool = False):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        size = decoder.combine.out_features
+        self.bridge = nn.Sequential(nn.Linear(size, size), nn.Tanh()) if bridge else None
 
     @property
     def has_attention(self) -> bool:
@@ -86,12 +93,14 @@ class EncoderDecoderAttention(nn.Module):
     def init_state(self, encoded: EncoderOutput) -> RNNState:
         attention = self.decoder.attention
         keys = attention.project_keys(encoded.states) if attention is not None else encoded.states
+        final = encoded.final  # (L, B, H)
         return RNNState(
-            hidden=encoded.final,
+            hidden=final if self.bridge is None else self.bridge(final),
             memory=encoded.states,
             keys=keys,
             src_pad_mask=encoded.src_pad_mask,
-            fixed_context=encoded.final[-1],
+            fixed_context=final[-1],
+            feed=final.new_zeros(final.shape[1:]),
         )
 
     def decode(
@@ -99,14 +108,11 @@ class EncoderDecoderAttention(nn.Module):
     ) -> tuple[Tensor, RNNState, Tensor | None]:
         """tokens (B, T) → logits (B, T, V) (or (N, V) where ``keep`` is True), the state after them,
         attention (B, T, S) or None."""
-        logits, hidden, weights = self.decoder(
-            tokens, state.hidden, state.memory, state.keys, state.src_pad_mask, state.fixed_context, keep
-        )
-        return (
-            logits,
-            RNNState(hidden, state.memory, state.keys, state.src_pad_mask, state.fixed_context),
-            weights,
-        )
+        logits, hidden, feed, weights = self.decoder(
+            tokens, state.hidden, state.memory, state.keys, state.src_pad_mask, state.fixed_context,
+            state.feed, keep,
+        )  # fmt: skip
+        return logits, replace(state, hidden=hidden, feed=feed), weights
 
     def step(self, prev_tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState, Tensor | None]:
         """prev_tokens (B,) → log-probabilities (B, V), next state, attention (B, S) or None."""
@@ -125,6 +131,7 @@ class EncoderDecoderAttention(nn.Module):
             keys=state.keys.index_select(0, index),
             src_pad_mask=state.src_pad_mask.index_select(0, index),
             fixed_context=state.fixed_context.index_select(0, index),
+            feed=state.feed.index_select(0, index),
         )
 
     @torch.no_grad()
@@ -201,5 +208,10 @@ def build_model(
         attention=attention,
         layers=config.layers,
         dropout=config.dropout,
+        input_feeding=config.input_feeding,
     )
-    return EncoderDecoderAttention(encoder, decoder)
+    model = EncoderDecoderAttention(encoder, decoder, bridge=config.bridge)
+    if config.init_range is not None:  # OpenNMT's param_init: every weight uniform in ±init_range
+        for parameter in model.parameters():
+            nn.init.uniform_(parameter, -config.init_range, config.init_range)
+    return model

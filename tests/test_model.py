@@ -1,3 +1,4 @@
+import dataclasses
 import inspect
 
 import pytest
@@ -13,7 +14,9 @@ SRC_V, TGT_V = 13, 11
 
 def _model(kind: str, **overrides):
     torch.manual_seed(0)
-    config = ModelConfig(attention=kind, embed_size=8, hidden_size=12, layers=2, dropout=0.0, **overrides)
+    config = ModelConfig(
+        **{"attention": kind, "embed_size": 8, "hidden_size": 12, "layers": 2, "dropout": 0.0} | overrides
+    )
     return build_model(config, SRC_V, TGT_V).eval()
 
 
@@ -25,8 +28,9 @@ def _batch():
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("bidirectional", [True, False])
-def test_extra_padding_changes_no_output(kind, bidirectional):
-    model = _model(kind, bidirectional=bidirectional)
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_extra_padding_changes_no_output(kind, bidirectional, input_feeding):
+    model = _model(kind, bidirectional=bidirectional, input_feeding=input_feeding)
     src, src_pad_mask, tgt = _batch()
     logits, attn = model(src, src_pad_mask, tgt)
     wide = torch.cat([src, torch.zeros(3, 4, dtype=torch.long)], dim=1)  # 4 more pad columns
@@ -46,10 +50,18 @@ def test_a_sentence_translates_the_same_alone_or_in_a_batch(kind):
     torch.testing.assert_close(alone, logits[2:], atol=1e-5, rtol=1e-5)
 
 
+RECIPES = {  # the GRU's options that change how it computes
+    "input_feeding": {"input_feeding": True},
+    "bridge": {"bridge": True},
+    "uniform_init": {"init_range": 0.1},
+}
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_step_by_step_decoding_equals_the_teacher_forced_pass(kind):
+@pytest.mark.parametrize("recipe", [None, *RECIPES])
+def test_step_by_step_decoding_equals_the_teacher_forced_pass(kind, recipe):
     """Search calls step() one token at a time; training runs the whole target at once."""
-    model = _model(kind)
+    model = _model(kind, **RECIPES.get(recipe, {}))
     src, src_pad_mask, tgt = _batch()
     logits, attn = model(src, src_pad_mask, tgt)
     state = model.init_state(model.encode(src, src_pad_mask))
@@ -120,3 +132,30 @@ def test_a_model_without_a_contract_member_is_not_a_seq2seq():
         def attention_maps(self, src, src_pad_mask, tgt_in): ...
 
     assert not isinstance(NoReorder(), Seq2Seq)
+
+
+def test_input_feeding_gives_the_gru_the_last_attentional_state():
+    """Luong et al. §3.3: the decoder GRU reads [y_{t-1}; h̃_{t-1}], so h̃ changes what comes next."""
+    plain, fed = _model("additive"), _model("additive", input_feeding=True)
+    assert fed.decoder.rnn.input_size == plain.decoder.rnn.input_size + 12
+    src, src_pad_mask, tgt = _batch()
+    state = fed.init_state(fed.encode(src, src_pad_mask))
+    torch.testing.assert_close(state.feed, torch.zeros(3, 12))  # nothing attended before the first word
+    first, after, _ = fed.step(tgt[:, 0], state)
+    assert after.feed.abs().sum() > 0
+    altered, _, _ = fed.step(tgt[:, 0], dataclasses.replace(state, feed=torch.ones(3, 12)))
+    assert not torch.allclose(first, altered)
+
+
+def test_bridge_starts_the_decoder_from_a_learned_map_of_the_encoder_state():
+    model = _model("additive", bridge=True)
+    src, src_pad_mask, _ = _batch()
+    encoded = model.encode(src, src_pad_mask)
+    state = model.init_state(encoded)
+    torch.testing.assert_close(state.hidden, torch.tanh(model.bridge[0](encoded.final)))
+
+
+def test_uniform_init_puts_every_weight_in_range():
+    model = _model("additive", init_range=0.1)
+    values = torch.cat([p.flatten() for p in model.parameters()])
+    assert values.abs().max() <= 0.1 and values.abs().max() > 0.09  # the range is used, not only bounded
