@@ -12,6 +12,7 @@ import torch
 from attnmt.corpora import group_references, load_pairs
 from attnmt.metrics import corpus_scores
 from attnmt.modeldir import load_model
+from attnmt.translator import DecodeOptions
 
 
 def main() -> None:
@@ -29,7 +30,8 @@ def main() -> None:
     print("| beam | BLEU | chrF | seconds | sentences/s |\n|---|---|---|---|---|")
     for beam in args.beams:
         started = time.perf_counter()
-        hyps = translator.translate(sources, batch_size=args.batch_size, beam_size=beam, alpha=args.alpha)
+        options = DecodeOptions(beam_size=beam, alpha=args.alpha)
+        hyps = translator.translate(sources, options, batch_size=args.batch_size)
         seconds = time.perf_counter() - started
         scores = corpus_scores([h.text for h in hyps], references)
         print(

@@ -26,6 +26,7 @@ import torch
 
 from attnmt.corpora import group_references, load_pairs
 from attnmt.modeldir import load_model
+from attnmt.translator import DecodeOptions
 
 MODES = {"batched": ["--max-batch", "64"], "single": ["--max-batch", "1"]}
 SERVE_OPTIONS: list[str] = []  # --serve-options: passed to every `attnmt serve`
@@ -71,7 +72,7 @@ async def _client(host, port, sentences, expected, first, count, latencies, erro
             sentence = sentences[(first + k) % len(sentences)]
             started = time.perf_counter()
             try:
-                status, body = await connection.post_json("/translate", {"sentences": [sentence]})
+                status, body = await connection.post_json("/translate", {"sentences": [sentence], "beam": 1})
                 text = body["translations"][0]["text"] if status == 200 else f"<{status}: {body}>"
             except (OSError, ValueError, KeyError, IndexError, asyncio.IncompleteReadError) as e:
                 text = f"<{e!r}>"
@@ -153,7 +154,13 @@ def main() -> None:
     translator = load_model(args.model_dir)
     sentences, _ = group_references(load_pairs(args.data))
     sentences = sentences[: args.clients * args.requests]
-    expected = dict(zip(sentences, (t.text for t in translator.translate(sentences)), strict=True))
+    expected = dict(
+        zip(
+            sentences,
+            (t.text for t in translator.translate(sentences, DecodeOptions(beam_size=1))),
+            strict=True,
+        )
+    )
     del translator
     rows = [
         serve_and_load(args.model_dir, mode, sentences, expected, args.clients, args.requests)
