@@ -33,6 +33,41 @@ def constrain(
     return log_probs
 
 
+def forced_tokens(prefixes: list[list[int]] | None, batch: int, device: torch.device) -> Tensor | None:
+    """The target prefixes search must continue, one id list per sentence (empty: none), as (B, P)
+    padded with -1; None when no sentence has one.  A prefix holds words: no ``<pad>``, ``<sos>``,
+    ``<eos>``."""
+    if prefixes is None or not any(prefixes):
+        return None
+    if len(prefixes) != batch:
+        raise ValueError(f"{len(prefixes)} prefixes for {batch} sentences")
+    if any(t in (Vocabulary.pad_id, Vocabulary.sos_id, Vocabulary.eos_id) for p in prefixes for t in p):
+        raise ValueError("a prefix may not hold <pad>, <sos> or <eos>")
+    forced = torch.full((batch, max(map(len, prefixes))), -1, dtype=torch.long)
+    for row, prefix in enumerate(prefixes):
+        forced[row, : len(prefix)] = torch.tensor(prefix, dtype=torch.long)
+    return forced.to(device)
+
+
+def fit_prefixes(max_lengths: Tensor, forced: Tensor | None) -> Tensor:
+    """``max_lengths`` (B,) grown where a prefix is longer: the prefix is written whole, then ``<eos>``."""
+    return max_lengths if forced is None else torch.maximum(max_lengths, (forced >= 0).sum(dim=1))
+
+
+def force(log_probs: Tensor, words: int, forced: Tensor | None) -> Tensor:
+    """Rule out, in place, all but the forced next word in rows still inside their prefix (``words``
+    written, fewer than the prefix holds); that word keeps its log-probability.  log_probs (R, V),
+    forced (R, P) padded with -1, or None → log_probs."""
+    if forced is None or words >= forced.size(1):
+        return log_probs
+    rows = (forced[:, words] >= 0).nonzero().squeeze(1)  # the rows inside their prefix
+    tokens = forced[rows, words]
+    kept = log_probs[rows, tokens]
+    log_probs[rows] = float("-inf")
+    log_probs[rows, tokens] = kept
+    return log_probs
+
+
 def max_output_lengths(src_pad_mask: Tensor, ratio: float = 2.0, extra: int = 10) -> Tensor:
     """The most words an output may have, per sentence: ``ratio`` × source length (its ``<eos>``
     counted) + ``extra``.  The output's own ``<eos>`` comes on top."""
@@ -40,25 +75,38 @@ def max_output_lengths(src_pad_mask: Tensor, ratio: float = 2.0, extra: int = 10
 
 
 @torch.inference_mode()
-def greedy_search(model: Seq2Seq, src: Tensor, src_pad_mask: Tensor, max_lengths: Tensor) -> list[Hypothesis]:
+def greedy_search(
+    model: Seq2Seq,
+    src: Tensor,
+    src_pad_mask: Tensor,
+    max_lengths: Tensor,
+    *,
+    prefixes: list[list[int]] | None = None,
+) -> list[Hypothesis]:
     """Pick the most probable word at each step until ``<eos>``, which comes at the latest after
     ``max_lengths`` (B,) words.
 
     src (B, S), src_pad_mask (B, S) → one :class:`Hypothesis` per sentence.  A sentence that has
     ended leaves the batch, so the model's work follows the sentences still being written.
+    ``prefixes`` (one id list per sentence, empty for none) are written first, as if chosen: their
+    log-probabilities count in the score and their attention rows are kept; ``max_lengths`` counts their
+    words and grows to fit a longer prefix.
     """
     batch, device = src.size(0), src.device
+    forced = forced_tokens(prefixes, batch, device)  # (B, P) or None
+    max_lengths = fit_prefixes(max_lengths.to(device), forced)
     state = model.init_state(model.encode(src, src_pad_mask))
     longest = int(max_lengths.max())
     tokens = torch.full((batch, longest + 1), Vocabulary.pad_id, dtype=torch.long, device=device)
     attention: Tensor | None = None  # (B, T, S)
     scores = torch.zeros(batch, device=device)
     active = torch.arange(batch, device=device)  # the sentences still being written
-    lengths = max_lengths.to(device)
+    lengths = max_lengths
     prev = torch.full((batch,), Vocabulary.sos_id, dtype=torch.long, device=device)
     for t in range(longest + 1):  # t words written so far
         log_probs, state, attn = model.step(prev, state)  # (A, V), state, (A, S)
-        prev = constrain(log_probs, t, lengths).argmax(dim=-1)  # <eos> once out of room
+        constrain(log_probs, t, lengths)  # <eos> once out of room
+        prev = force(log_probs, t, None if forced is None else forced[active]).argmax(dim=-1)
         scores.index_add_(0, active, log_probs.gather(1, prev[:, None]).squeeze(1))
         tokens[active, t] = prev
         if attn is not None:
@@ -77,6 +125,44 @@ def greedy_search(model: Seq2Seq, src: Tensor, src_pad_mask: Tensor, max_lengths
         weights = None if attention is None else attention[b, : length + 1, : int((~src_pad_mask[b]).sum())]
         hypotheses.append(Hypothesis(row[:length], float(scores[b]), weights))
     return hypotheses
+
+
+@dataclass
+class ScoredTarget:
+    log_probs: list[float]  # one per target token, <eos> last
+    attention: Tensor | None  # (len(log_probs), S): the weights behind each token
+
+
+@torch.inference_mode()
+def score_targets(
+    model: Seq2Seq, src: Tensor, src_pad_mask: Tensor, targets: list[list[int]]
+) -> list[ScoredTarget]:
+    """Forced decoding: read each given target (ids without ``<sos>``/``<eos>``) through ``step``, one
+    sentence per row, and keep the log-probability of each of its tokens and of the ``<eos>`` after
+    them, with the attention behind each.  src (B, S), src_pad_mask (B, S) → one per sentence."""
+    batch, device = src.size(0), src.device
+    gold = torch.full((batch, max(map(len, targets)) + 1), Vocabulary.pad_id, dtype=torch.long)
+    for row, target in enumerate(targets):
+        gold[row, : len(target) + 1] = torch.tensor([*target, Vocabulary.eos_id], dtype=torch.long)
+    gold = gold.to(device)  # (B, T + 1)
+    state = model.init_state(model.encode(src, src_pad_mask))
+    prev = torch.full((batch,), Vocabulary.sos_id, dtype=torch.long, device=device)
+    log_probs, weights = [], []
+    for t in range(gold.size(1)):  # rows past their <eos> read <pad>; what they give is cut below
+        step_log_probs, state, attn = model.step(prev, state)  # (B, V), state, (B, S) | None
+        log_probs.append(step_log_probs.gather(1, gold[:, t : t + 1]).squeeze(1))
+        weights.append(attn)
+        prev = gold[:, t]
+    read = torch.stack(log_probs, dim=1).float().cpu()  # (B, T + 1)
+    attention = None if weights[0] is None else torch.stack(weights, dim=1).float()  # (B, T + 1, S)
+    src_lengths = (~src_pad_mask).sum(dim=1).tolist()
+    return [
+        ScoredTarget(
+            read[b, : len(target) + 1].tolist(),
+            None if attention is None else attention[b, : len(target) + 1, : src_lengths[b]],
+        )
+        for b, target in enumerate(targets)
+    ]
 
 
 def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
@@ -115,11 +201,19 @@ class Beams:
     attention: Tensor | None  # (A·K, t, S) the weights behind each prefix token; None without attention
     max_lengths: Tensor  # (A·K,) the most words, per row
     min_lengths: Tensor  # (A·K,) the fewest words, per row
+    forced: Tensor | None = None  # (A·K, P) the target prefix each row must write, padded with -1
 
     @classmethod
-    def start(cls, beam_size: int, max_lengths: Tensor, min_lengths: Tensor | None = None) -> Self:
+    def start(
+        cls,
+        beam_size: int,
+        max_lengths: Tensor,
+        min_lengths: Tensor | None = None,
+        forced: Tensor | None = None,
+    ) -> Self:
         """K beams per sentence, all the empty prefix; only the first is expanded (the rest score -inf).
-        max_lengths, min_lengths (B,)."""
+        max_lengths, min_lengths (B,); forced (B, P) or None.  While a sentence writes its forced
+        prefix, only one extension is possible, so the other beams stay at -inf until it ends."""
         batch, device = len(max_lengths), max_lengths.device
         scores = torch.full((batch, beam_size), float("-inf"), device=device)
         scores[:, 0] = 0.0
@@ -131,6 +225,7 @@ class Beams:
             attention=None,
             max_lengths=max_lengths.repeat_interleave(beam_size),
             min_lengths=min_lengths.repeat_interleave(beam_size),
+            forced=None if forced is None else forced.repeat_interleave(beam_size, dim=0),
         )
 
     @property
@@ -181,6 +276,7 @@ class Beams:
             attention=None if self.attention is None else self.attention.index_select(0, rows),
             max_lengths=self.max_lengths.index_select(0, rows),
             min_lengths=self.min_lengths.index_select(0, rows),
+            forced=None if self.forced is None else self.forced.index_select(0, rows),
         )
         return beams, rows
 
@@ -233,6 +329,7 @@ def beam_search(
     n_best: int = 1,
     alpha: float = 1.0,
     min_lengths: Tensor | None = None,
+    prefixes: list[list[int]] | None = None,
 ) -> list[list[Hypothesis]]:
     """Keep the ``beam_size`` best prefixes of every sentence at once (B × K rows through the model).
 
@@ -243,19 +340,23 @@ def beam_search(
     one still could, but searching on for it cost 35–40 % more time for 0.02–0.14 dev BLEU
     (docs/benchmarks.md).
     ``min_lengths`` / ``max_lengths`` (B,) bound the number of words, ``<eos>`` not counted.
+    ``prefixes`` (one id list per sentence, empty for none) are written first, as in
+    :func:`greedy_search`; a sentence keeps one live hypothesis until its prefix is written.
     Returns, per sentence, the ``n_best`` hypotheses by descending score / length_penalty.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     k, device = beam_size, src.device
-    beams = Beams.start(k, max_lengths.to(device), min_lengths)
+    forced = forced_tokens(prefixes, src.size(0), device)  # (B, P) or None
+    max_lengths = fit_prefixes(max_lengths.to(device), forced)
+    beams = Beams.start(k, max_lengths, min_lengths, forced)
     tiled = torch.arange(src.size(0), device=device).repeat_interleave(k)  # (B·K,) each row's sentence
     state = model.reorder(model.init_state(model.encode(src, src_pad_mask)), tiled)
     src_lengths = (~src_pad_mask).sum(dim=1).tolist()
     finished: list[Finished] = [[] for _ in range(src.size(0))]
     for t in range(int(max_lengths.max()) + 1):  # t words written so far
         log_probs, state, attn = model.step(beams.last_tokens(), state)  # (A·K, V), state, (A·K, S) | None
-        constrain(log_probs, t, beams.max_lengths, beams.min_lengths)
+        force(constrain(log_probs, t, beams.max_lengths, beams.min_lengths), t, beams.forced)
         cumulative = beams.scores[:, :, None] + log_probs.view(*beams.scores.shape, -1)  # (A, K, V)
         scores, tokens, back = beam_step(cumulative, 2 * k)  # (A, 2K): ≤ K end in <eos>, ≥ K go on
         rows = back + k * torch.arange(len(back), device=device)[:, None]  # (A, 2K)

@@ -19,6 +19,7 @@ from attnmt.search import (
     is_finished,
     length_penalty,
     max_output_lengths,
+    score_targets,
 )
 
 EOS, A, B_, C = 3, 4, 5, 6
@@ -449,3 +450,130 @@ def test_scores_are_the_teacher_forced_log_probabilities():
                 logits, _ = model(src[i : i + 1], mask[i : i + 1], target[:, :-1])
             rescored = torch.log_softmax(logits.float(), -1).gather(2, target[:, 1:, None]).sum()
             assert math.isclose(h.score, float(rescored), rel_tol=1e-4, abs_tol=1e-4)
+
+
+# ---- forced prefixes and forced decoding ---------------------------------------------------------------
+
+
+def test_greedy_continues_a_forced_prefix_and_counts_its_probability():
+    # unforced greedy writes [A, C] (.30); forced to start with B, it continues with B's best, <eos> (.8)
+    src, mask = _src(2)
+    forced, free = greedy_search(PrefixModel(D), src, mask, torch.tensor([10, 10]), prefixes=[[B_], []])
+    assert forced.tokens == [B_] and math.isclose(forced.score, math.log(0.4 * 0.8), rel_tol=1e-6)
+    assert forced.attention.shape == (2, 4)  # the forced token's row, then <eos>'s
+    assert free.tokens == [A, C]
+
+
+def test_the_beam_holds_only_the_forced_continuation_inside_the_prefix():
+    # forced [B]: the A beam (.6) must not survive; B's extensions are B <eos> .32 and B C .08 (→ <eos> 1.0)
+    src, mask = _src(1)
+    (n_best,) = beam_search(
+        PrefixModel(D), src, mask, torch.tensor([10]), beam_size=2, n_best=2, alpha=0.0, prefixes=[[B_]]
+    )
+    assert [h.tokens for h in n_best] == [[B_], [B_, C]]
+    assert [round(math.exp(h.score), 6) for h in n_best] == [0.32, 0.08]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_eos_cannot_come_before_the_prefix_ends(beam_size):
+    model = ScriptedModel([[{EOS: 0.9, A: 0.05, B_: 0.05}]])  # would end at once
+    src, mask = _src(1)
+    if beam_size == 1:
+        (hyp,) = greedy_search(model, src, mask, torch.tensor([10]), prefixes=[[B_, A]])
+    else:
+        ((hyp,),) = beam_search(model, src, mask, torch.tensor([10]), beam_size=beam_size, prefixes=[[B_, A]])
+    assert hyp.tokens == [B_, A]
+    assert math.isclose(hyp.score, math.log(0.05 * 0.05 * 0.9), rel_tol=1e-6)
+
+
+def test_a_prefix_longer_than_the_maximum_is_written_whole_then_ends():
+    model = ScriptedModel([[{A: 0.9, EOS: 0.1}]])
+    src, mask = _src(1)
+    (greedy,) = greedy_search(model, src, mask, torch.tensor([1]), prefixes=[[A, A, A]])
+    ((beam,),) = beam_search(model, src, mask, torch.tensor([1]), beam_size=2, prefixes=[[A, A, A]])
+    assert greedy.tokens == beam.tokens == [A, A, A]  # the maximum grew to 3 words, then <eos>
+
+
+def test_a_prefix_of_special_tokens_or_of_the_wrong_count_is_refused():
+    src, mask = _src(2)
+    with pytest.raises(ValueError, match="<eos>"):
+        greedy_search(PrefixModel(D), src, mask, torch.tensor([5, 5]), prefixes=[[A, EOS], []])
+    with pytest.raises(ValueError, match="1 prefixes for 2 sentences"):
+        beam_search(PrefixModel(D), src, mask, torch.tensor([5, 5]), prefixes=[[A]])
+
+
+def _model_and_batch(architecture: str, seed: int):
+    from attnmt.config import ModelConfig
+    from attnmt.model import build_model
+
+    torch.manual_seed(seed)
+    config = ModelConfig(architecture=architecture, embed_size=16, hidden_size=32, dropout=0.0)
+    _, src, mask = _real_model_and_batch(seed)
+    return build_model(config, 30, 30).eval(), src, mask
+
+
+PREFIXES = [[7, 8], [], [9], [10, 11, 12], [], [13]]  # one per sentence of the batch
+
+
+@pytest.mark.parametrize("architecture", ["gru", "transformer"])
+def test_outputs_start_with_their_prefix_and_an_empty_prefix_changes_nothing(architecture):
+    model, src, mask = _model_and_batch(architecture, 5)
+    lengths = max_output_lengths(mask)
+    plain_greedy = greedy_search(model, src, mask, lengths)
+    plain_beam = beam_search(model, src, mask, lengths, beam_size=3, n_best=2)
+    greedy = greedy_search(model, src, mask, lengths, prefixes=PREFIXES)
+    beam = beam_search(model, src, mask, lengths, beam_size=3, n_best=2, prefixes=PREFIXES)
+    for i, prefix in enumerate(PREFIXES):
+        assert greedy[i].tokens[: len(prefix)] == prefix
+        assert all(h.tokens[: len(prefix)] == prefix for h in beam[i])
+        if not prefix:  # batch-mates' prefixes do not change it either
+            assert greedy[i].tokens == plain_greedy[i].tokens
+            assert [h.tokens for h in beam[i]] == [h.tokens for h in plain_beam[i]]
+    empty = [[]] * len(PREFIXES)
+    assert [h.tokens for h in greedy_search(model, src, mask, lengths, prefixes=empty)] == [
+        h.tokens for h in plain_greedy
+    ]
+    assert [
+        [h.tokens for h in n]
+        for n in beam_search(model, src, mask, lengths, beam_size=3, n_best=2, prefixes=empty)
+    ] == [[h.tokens for h in n] for n in plain_beam]
+
+
+@pytest.mark.parametrize("architecture", ["gru", "transformer"])
+def test_a_prefixed_beam_does_not_depend_on_its_batch_mates_prefixes(architecture):
+    model, src, mask = _model_and_batch(architecture, 6)
+    lengths = max_output_lengths(mask)
+    together = beam_search(model, src, mask, lengths, beam_size=3, n_best=2, prefixes=PREFIXES)
+    for i, prefix in enumerate(PREFIXES):
+        real = int((~mask[i]).sum())
+        (alone,) = beam_search(
+            model,
+            src[i : i + 1, :real],
+            mask[i : i + 1, :real],
+            lengths[i : i + 1],
+            beam_size=3,
+            n_best=2,
+            prefixes=[prefix],
+        )
+        assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
+        for a, t in zip(alone, together[i], strict=True):
+            assert math.isclose(a.score, t.score, rel_tol=1e-4)
+            torch.testing.assert_close(a.attention, t.attention, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["gru", "transformer"])
+def test_a_scored_target_is_its_teacher_forced_log_probabilities_and_its_greedy_score(architecture):
+    model, src, mask = _model_and_batch(architecture, 7)
+    greedy = greedy_search(model, src, mask, max_output_lengths(mask), prefixes=PREFIXES)
+    targets = [h.tokens for h in greedy]
+    scored = score_targets(model, src, mask, targets)
+    for i, (hyp, s) in enumerate(zip(greedy, scored, strict=True)):
+        assert len(s.log_probs) == len(hyp.tokens) + 1  # <eos> too
+        assert math.isclose(sum(s.log_probs), hyp.score, rel_tol=1e-4, abs_tol=1e-4)
+        torch.testing.assert_close(s.attention, hyp.attention, atol=1e-5, rtol=1e-4)
+        real = int((~mask[i]).sum())
+        target = torch.tensor([[SOS, *hyp.tokens, EOS]])
+        with torch.no_grad():
+            logits, _ = model(src[i : i + 1, :real], mask[i : i + 1, :real], target[:, :-1])
+        forward = torch.log_softmax(logits.float(), -1).gather(2, target[:, 1:, None]).flatten()
+        torch.testing.assert_close(torch.tensor(s.log_probs), forward, atol=1e-4, rtol=1e-4)
