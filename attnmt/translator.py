@@ -12,7 +12,7 @@ from attnmt.config import Config
 from attnmt.data import pad
 from attnmt.errors import AttnmtError
 from attnmt.model import Seq2Seq
-from attnmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths
+from attnmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths, score_targets
 from attnmt.tokenization import Tokenizer
 from attnmt.vocab import EOS, Vocabulary
 
@@ -50,6 +50,20 @@ class Translation:
 
 
 @dataclass
+class Score:
+    """How probable the model finds one given translation, read by forced decoding.
+    ``attention[i, j]``: how much target token i attended to source token j while the model read it."""
+
+    tokens: list[
+        str
+    ]  # the translation's tokens as the model read them (<unk> where out of vocabulary), <eos> last
+    src_tokens: list[str]  # source tokens as the encoder saw them, ending with <eos>
+    log_probs: list[float]  # log p of each token given the source and the tokens before it
+    total: float  # their sum: the translation's log-probability
+    attention: np.ndarray | None  # (len(tokens), len(src_tokens)); None for a model without attention
+
+
+@dataclass
 class Translator:
     """A trained model with its vocabularies and config: what a model directory holds."""
 
@@ -61,37 +75,108 @@ class Translator:
     config: Config
 
     def translate(
-        self, sentences: list[str], options: DecodeOptions = DecodeOptions(), *, batch_size: int = 64
+        self,
+        sentences: list[str],
+        options: DecodeOptions = DecodeOptions(),
+        *,
+        batch_size: int = 64,
+        prefix: list[str] | None = None,
     ) -> list[Translation]:
-        """The best translation of each sentence, batched by length; results come back in input order."""
-        return [n_best[0] for n_best in self.translate_n_best(sentences, options, batch_size=batch_size)]
+        """The best translation of each sentence, batched by length; results come back in input order.
+        ``prefix``: one text per sentence ("" for none) each translation must begin with (see
+        :meth:`translate_n_best`)."""
+        n_bests = self.translate_n_best(sentences, options, batch_size=batch_size, prefix=prefix)
+        return [n_best[0] for n_best in n_bests]
 
     def translate_n_best(
-        self, sentences: list[str], options: DecodeOptions = DecodeOptions(), *, batch_size: int = 64
+        self,
+        sentences: list[str],
+        options: DecodeOptions = DecodeOptions(),
+        *,
+        batch_size: int = 64,
+        prefix: list[str] | None = None,
     ) -> list[list[Translation]]:
-        """The ``options.n_best`` best translations of each sentence, best first, in input order."""
+        """The ``options.n_best`` best translations of each sentence, best first, in input order.
+
+        With ``prefix`` (one text per sentence, "" for none), each translation begins with its prefix's
+        tokens, as the target tokenizer splits that text alone, and search continues from there; the
+        prefix's log-probabilities count in the score.  With SentencePiece, a word cut short ("Nous so")
+        is split as a whole word would be, so the model continues from pieces it rarely saw written that
+        way; with word tokens the last word is a whole word.  An empty sentence still translates to ""."""
         if batch_size < 1:
             raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
         tokenized = [self.src_tokenizer.tokenize(s) for s in sentences]
+        prefixes = None if prefix is None else self._target_ids(prefix, len(sentences), "prefix")
         order = sorted(range(len(sentences)), key=lambda i: len(tokenized[i]))
         results: list[list[Translation] | None] = [None] * len(sentences)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            translated = self._translate_tokens([tokenized[i] for i in chunk], options)
+            chunk_prefixes = None if prefixes is None else [prefixes[i] for i in chunk]
+            translated = self._translate_tokens([tokenized[i] for i in chunk], options, chunk_prefixes)
             for i, translations in zip(chunk, translated, strict=True):
                 results[i] = translations
         return results
 
+    def score(self, sources: list[str], targets: list[str], *, batch_size: int = 64) -> list[Score]:
+        """How probable the model finds each ``targets[i]`` as the translation of ``sources[i]``: the
+        log-probability of each of its tokens and of ``<eos>``, and the attention, read by forced
+        decoding (batched by source length; results in input order)."""
+        if batch_size < 1:
+            raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
+        if len(sources) != len(targets):
+            raise AttnmtError(f"targets: {len(targets)} for {len(sources)} sources; give one per source")
+        src_tokens = [[*self.src_tokenizer.tokenize(s), EOS] for s in sources]
+        target_ids = self._target_ids(targets, len(sources), "targets")
+        order = sorted(range(len(sources)), key=lambda i: len(src_tokens[i]))
+        results: list[Score | None] = [None] * len(sources)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            scored = self._score_ids([src_tokens[i] for i in chunk], [target_ids[i] for i in chunk])
+            for i, score in zip(chunk, scored, strict=True):
+                results[i] = score
+        return results
+
+    def _target_ids(self, texts: list[str], count: int, name: str) -> list[list[int]]:
+        """Target texts as the model's target ids, one text per sentence (``name`` for messages)."""
+        if len(texts) != count:
+            raise AttnmtError(f"{name}: {len(texts)} for {count} sentences; give one per sentence")
+        ids = [self.tgt_vocab.encode(self.tgt_tokenizer.tokenize(text)) for text in texts]
+        for i, row in enumerate(ids):
+            if any(t in (Vocabulary.pad_id, Vocabulary.sos_id, Vocabulary.eos_id) for t in row):
+                raise AttnmtError(f"{name}[{i}]: holds <pad>, <sos> or <eos>, which are not words")
+        return ids
+
     @torch.inference_mode()
-    def _translate_tokens(self, batch: list[list[str]], options: DecodeOptions) -> list[list[Translation]]:
+    def _score_ids(self, src_tokens: list[list[str]], targets: list[list[int]]) -> list[Score]:
         self.model.eval()
+        src, src_pad_mask = self._source_batch(src_tokens)
+        scores = []
+        for source, ids, scored in zip(
+            src_tokens, targets, score_targets(self.model, src, src_pad_mask, targets), strict=True
+        ):
+            attention = None if scored.attention is None else scored.attention.cpu().numpy()
+            tokens = [*self.tgt_vocab.decode(ids), EOS]
+            scores.append(Score(tokens, source, scored.log_probs, sum(scored.log_probs), attention))
+        return scores
+
+    def _source_batch(self, src_tokens: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source tokens (<eos> last) as ids (B, S) and padding mask (B, S) on the model's device."""
         device = next(self.model.parameters()).device
-        src_tokens = [[*tokens, EOS] for tokens in batch]
         src, src_pad_mask = pad([self.src_vocab.encode(tokens) for tokens in src_tokens])
-        src, src_pad_mask = src.to(device), src_pad_mask.to(device)
+        return src.to(device), src_pad_mask.to(device)
+
+    @torch.inference_mode()
+    def _translate_tokens(
+        self, batch: list[list[str]], options: DecodeOptions, prefixes: list[list[int]] | None = None
+    ) -> list[list[Translation]]:
+        self.model.eval()
+        src_tokens = [[*tokens, EOS] for tokens in batch]
+        src, src_pad_mask = self._source_batch(src_tokens)
         lengths = max_output_lengths(src_pad_mask)
         if options.beam_size == 1:
-            hypotheses = [[h] for h in greedy_search(self.model, src, src_pad_mask, lengths)]
+            hypotheses = [
+                [h] for h in greedy_search(self.model, src, src_pad_mask, lengths, prefixes=prefixes)
+            ]
         else:
             hypotheses = beam_search(
                 self.model,
@@ -101,6 +186,7 @@ class Translator:
                 beam_size=options.beam_size,
                 n_best=options.n_best,
                 alpha=options.alpha,
+                prefixes=prefixes,
             )
         return [
             [self._translation(source, hyp) for hyp in n_best]

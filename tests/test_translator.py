@@ -1,8 +1,11 @@
-"""`DecodeOptions`: one set of decoding defaults for the Python API, the CLI and the server, checked once."""
+"""`DecodeOptions`: one set of decoding defaults for the Python API, the CLI and the server, checked once;
+forced prefixes and scoring a given translation through the Python API."""
 
 import math
 
+import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from attnmt.cli import main
@@ -13,8 +16,9 @@ from attnmt.errors import AttnmtError
 from attnmt.model import build_model
 from attnmt.modeldir import save_model
 from attnmt.server import create_app
-from attnmt.tokenization import WordTokenizer
+from attnmt.tokenization import SubwordTokenizer, WordTokenizer, tokenize
 from attnmt.translator import DecodeOptions, Translation, Translator, translate_sentence
+from attnmt.vocab import Vocabulary
 
 
 @pytest.fixture
@@ -31,7 +35,7 @@ def searches(monkeypatch) -> list[DecodeOptions]:
     """The options every search of any translator is asked for, in order (the search itself skipped)."""
     seen = []
 
-    def record(self, batch, options):
+    def record(self, batch, options, prefixes=None):
         seen.append(options)
         return [[Translation("x", ["x", "<eos>"], [*tokens, "<eos>"], -1.0, None)] for tokens in batch]
 
@@ -84,3 +88,97 @@ def test_options_cannot_change_once_made():
     options = DecodeOptions(beam_size=1)
     with pytest.raises(AttributeError):
         options.beam_size = 0  # would skip the checks
+
+
+# ---- forced prefixes and scoring --------------------------------------------------------------------
+
+SENTENCES = ["We are happy.", "She loves cats and dogs.", "He is tired.", "They are here."]
+
+
+def _untrained(architecture: str, seed: int = 0) -> Translator:
+    torch.manual_seed(seed)
+    config = Config()
+    config.model.architecture, config.model.embed_size, config.model.hidden_size = architecture, 16, 32
+    config.model.heads, config.model.ff_size, config.model.layers = 4, 64, 2
+    src_vocab, tgt_vocab = TranslationDataset.build_vocabs(toy_pairs())
+    model = build_model(config.model, len(src_vocab), len(tgt_vocab)).eval()
+    return Translator(model, src_vocab, tgt_vocab, WordTokenizer("en"), WordTokenizer("fr"), config)
+
+
+@pytest.fixture(params=["gru", "transformer"], scope="module")
+def translator(request) -> Translator:
+    return _untrained(request.param)
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_each_translation_begins_with_its_own_prefix(translator, beam):
+    prefix = ["Nous sommes", "", "Il", "Ils ne sont pas"]
+    translations = translator.translate(SENTENCES, DecodeOptions(beam_size=beam), prefix=prefix)
+    plain = translator.translate(SENTENCES, DecodeOptions(beam_size=beam))
+    for p, t, alone in zip(prefix, translations, plain, strict=True):
+        assert t.tokens[: len(tokenize(p))] == tokenize(p)
+        assert t.text.startswith(p)
+        assert t.attention.shape == (len(t.tokens), len(t.src_tokens))  # the prefix's rows included
+        if not p:
+            assert (t.text, t.score) == (alone.text, alone.score)
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_an_empty_prefix_is_plain_translation(translator, beam):
+    options = DecodeOptions(beam_size=beam, n_best=2 if beam > 1 else 1)
+    plain = translator.translate_n_best(SENTENCES, options)
+    empty = translator.translate_n_best(SENTENCES, options, prefix=[""] * len(SENTENCES))
+    assert [[(t.text, t.score) for t in n] for n in empty] == [[(t.text, t.score) for t in n] for n in plain]
+
+
+def test_a_prefix_word_out_of_vocabulary_is_written_as_unk(translator):
+    (t,) = translator.translate(["We are happy."], DecodeOptions(beam_size=1), prefix=["Zorglub"])
+    assert t.tokens[0] == "<unk>"
+
+
+def test_a_wrong_number_of_prefixes_or_targets_is_refused_naming_it(translator):
+    with pytest.raises(AttnmtError, match="prefix: 1 for 2 sentences; give one per sentence"):
+        translator.translate(["Hi.", "Yes."], prefix=["Nous"])
+    with pytest.raises(AttnmtError, match="targets: 3 for 2 sources"):
+        translator.score(["Hi.", "Yes."], ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_a_translations_score_is_the_score_of_its_text(translator, beam):
+    translations = translator.translate(SENTENCES, DecodeOptions(beam_size=beam), prefix=["Nous", "", "", ""])
+    scores = translator.score(SENTENCES, [t.text for t in translations])
+    compared = 0
+    for t, s in zip(translations, scores, strict=True):
+        if tokenize(t.text) != t.tokens[:-1]:  # e.g. <unk> is not a word once written as text
+            continue
+        compared += 1
+        assert s.tokens == t.tokens and s.src_tokens == t.src_tokens
+        assert len(s.log_probs) == len(s.tokens) and s.total == pytest.approx(sum(s.log_probs))
+        assert s.total == pytest.approx(t.score, abs=1e-4)
+        np.testing.assert_allclose(s.attention, t.attention, atol=1e-5)
+    assert compared >= 2
+
+
+def test_score_is_the_teacher_forced_log_probability_of_each_token(translator):
+    sources, targets = ["We are happy.", "She loves cats."], ["Nous sommes heureux .", "Elle aime Zorglub ."]
+    scores = translator.score(sources, targets, batch_size=1)
+    assert scores[1].tokens == ["Elle", "aime", "<unk>", ".", "<eos>"]
+    for s in scores:
+        src = torch.tensor([translator.src_vocab.encode(s.src_tokens)])
+        target = torch.tensor([[Vocabulary.sos_id, *translator.tgt_vocab.encode(s.tokens)]])
+        with torch.no_grad():
+            logits, _ = translator.model(src, torch.zeros_like(src, dtype=torch.bool), target[:, :-1])
+        forward = torch.log_softmax(logits.float(), -1).gather(2, target[:, 1:, None]).flatten()
+        np.testing.assert_allclose(s.log_probs, forward.numpy(), atol=1e-4)
+        assert s.attention.shape == (len(s.tokens), len(s.src_tokens))
+
+
+def test_a_subword_prefix_is_the_pieces_of_its_text():
+    pieces = SubwordTokenizer.train([t for _, t in toy_pairs()], vocab_size=400, model_type="bpe")
+    base = _untrained("gru")
+    tgt_vocab = Vocabulary(pieces.pieces())
+    model = build_model(base.config.model, len(base.src_vocab), len(tgt_vocab)).eval()
+    subword = Translator(model, base.src_vocab, tgt_vocab, base.src_tokenizer, pieces, base.config)
+    (t,) = subword.translate(["We are happy."], DecodeOptions(beam_size=2), prefix=["Nous sommes"])
+    assert t.tokens[: len(pieces.tokenize("Nous sommes"))] == pieces.tokenize("Nous sommes")
+    assert t.text.startswith("Nous sommes")
