@@ -5,6 +5,7 @@ come from shared parent parsers; ``main`` parses and calls ``args.func``.
 """
 
 import argparse
+import contextlib
 import math
 import shutil
 import sys
@@ -83,13 +84,15 @@ class _Shared(NamedTuple):
     """Options several commands take, as argparse parent parsers."""
 
     device: argparse.ArgumentParser
-    decoding: argparse.ArgumentParser  # --beam, --alpha, --batch-size: translate, evaluate, attention
+    decoding: argparse.ArgumentParser  # --beam, --alpha: translate, evaluate, attention
+    batch_size: argparse.ArgumentParser  # --batch-size: those and score
     int8: argparse.ArgumentParser
     data_dir: argparse.ArgumentParser
+    picture_format: argparse.ArgumentParser  # --format of the heatmaps in a directory: attention, score
 
 
 def _shared_options() -> _Shared:
-    device, decoding, int8, data_dir = (_Parser(add_help=False) for _ in range(4))
+    device, decoding, batch_size, int8, data_dir, picture_format = (_Parser(add_help=False) for _ in range(6))
     device.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda[:N], mps"
     )
@@ -98,13 +101,16 @@ def _shared_options() -> _Shared:
                           help=f"beam size; 1 is greedy search (default {defaults.beam_size})")  # fmt: skip
     decoding.add_argument("--alpha", type=_number(0), default=defaults.alpha,
                           help=f"GNMT length penalty; 0 ranks by log p (default {defaults.alpha:g})")  # fmt: skip
-    decoding.add_argument(
+    batch_size.add_argument(
         "--batch-size", type=POSITIVE, default=64, help="sentences per model call (default 64)"
     )
     int8.add_argument("--int8", action="store_true",
                       help="int8 linear and GRU layers (dynamic quantisation): faster on CPUs")  # fmt: skip
     data_dir.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
-    return _Shared(device, decoding, int8, data_dir)
+    picture_format.add_argument(
+        "--format", choices=("png", "svg", "pdf"), default="png", help="pictures in a directory"
+    )
+    return _Shared(device, decoding, batch_size, int8, data_dir, picture_format)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="attnmt", description="Neural machine translation with attention.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = _shared_options()
-    for add_command in (_add_demo, _add_train, _add_translate, _add_evaluate, _add_attention,
+    for add_command in (_add_demo, _add_train, _add_translate, _add_score, _add_evaluate, _add_attention,
                         _add_download, _add_curves, _add_average, _add_serve):  # fmt: skip
         add_command(commands, shared)
     return parser
@@ -147,7 +153,7 @@ def _add_train(commands: argparse._SubParsersAction, shared: _Shared) -> None:
 def _add_translate(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     translate = commands.add_parser(
         "translate",
-        parents=[shared.decoding, shared.int8, shared.device],
+        parents=[shared.decoding, shared.batch_size, shared.int8, shared.device],
         help="translate --text or stdin, one sentence per line",
     )
     translate.add_argument("model_dir", type=Path)
@@ -158,13 +164,32 @@ def _add_translate(commands: argparse._SubParsersAction, shared: _Shared) -> Non
                            help="replace each <unk> by the source word it attends to most (Luong et al. 2015)")  # fmt: skip
     translate.add_argument("--dictionary", type=Path,
                            help="with --replace-unk: a source<TAB>target word list to translate that word")  # fmt: skip
+    translate.add_argument("--prefix", metavar="TEXT",
+                           help="every translation begins with TEXT (target words); search continues it")  # fmt: skip
+    translate.add_argument("--tsv", action="store_true",
+                           help="input lines are source<TAB>prefix: each translation begins with its prefix")  # fmt: skip
     translate.set_defaults(func=_translate)
+
+
+def _add_score(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    score = commands.add_parser(
+        "score",
+        parents=[shared.batch_size, shared.int8, shared.device, shared.picture_format],
+        help="how probable a model finds given translations: total log p, log p per token, tokens (TSV)",
+    )
+    score.add_argument("model_dir", type=Path)
+    score.add_argument(
+        "--input", type=Path, metavar="FILE", help="source<TAB>translation lines (default: stdin)"
+    )
+    score.add_argument("--attention", type=Path, metavar="DIR",
+                       help="draw the attention behind each translation into DIR, one picture per line")  # fmt: skip
+    score.set_defaults(func=_score)
 
 
 def _add_evaluate(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     evaluate = commands.add_parser(
         "evaluate",
-        parents=[shared.decoding, shared.int8, shared.device, shared.data_dir],
+        parents=[shared.decoding, shared.batch_size, shared.int8, shared.device, shared.data_dir],
         help="BLEU and chrF of a model on a test set",
     )
     evaluate.add_argument("model_dirs", type=Path, nargs="+", metavar="MODEL_DIR")
@@ -181,16 +206,13 @@ def _add_evaluate(commands: argparse._SubParsersAction, shared: _Shared) -> None
 def _add_attention(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     attention = commands.add_parser(
         "attention",
-        parents=[shared.decoding, shared.device],
+        parents=[shared.decoding, shared.batch_size, shared.device, shared.picture_format],
         help="draw attention heatmaps and print word alignments (translation<TAB>i-j pairs)",
     )
     attention.add_argument("model_dir", type=Path)
     attention.add_argument("--text", action="append", help="a sentence (repeatable; default: stdin lines)")
     attention.add_argument("-o", "--output", type=Path, required=True,
                            help="a .png/.svg/.pdf for one sentence; a directory for several, one picture each")  # fmt: skip
-    attention.add_argument(
-        "--format", choices=("png", "svg", "pdf"), default="png", help="pictures in a directory"
-    )
     attention.add_argument("--threshold", type=_number(0, 1, low_included=False),
                            help="align every source token with at least this weight (default: the most attended)")  # fmt: skip
     attention.add_argument("--kind", choices=("cross", "encoder", "decoder"), default="cross",
@@ -322,15 +344,21 @@ def _translate(args: argparse.Namespace) -> None:
         from attnmt.corpora import read_tsv
 
         dictionary = dict(read_tsv(args.dictionary))
+    if args.prefix is not None and args.tsv:
+        raise AttnmtError("--prefix: not with --tsv, whose lines carry their own prefixes")
     translator = _load(args)
     if args.replace_unk and not translator.model.has_attention:
         raise AttnmtError(f"--replace-unk: {args.model_dir} has no attention to find the source word with")
     chunks = [args.text] if args.text is not None else _read_lines(sys.stdin.buffer, 16 * args.batch_size)
+    where = "--text" if args.text is not None else "stdin line"
     options = _decode_options(args)
     number = 0
     for chunk in chunks:
+        prefix = None if args.prefix is None else [args.prefix] * len(chunk)
+        if args.tsv:
+            chunk, prefix = _split_tsv(chunk, where, number + 1, "source<TAB>prefix")
         lines = []
-        for n_best in translator.translate_n_best(chunk, options, batch_size=args.batch_size):
+        for n_best in translator.translate_n_best(chunk, options, batch_size=args.batch_size, prefix=prefix):
             if args.replace_unk:
                 n_best = [translator.replace_unknowns(t, dictionary) for t in n_best]
             if args.n_best == 1:
@@ -340,6 +368,67 @@ def _translate(args: argparse.Namespace) -> None:
             number += 1
         sys.stdout.write("".join(lines))
         sys.stdout.flush()
+
+
+def _score(args: argparse.Namespace) -> None:
+    from attnmt.plotting import plot_attention
+
+    if args.attention is not None:
+        _picture_dir(args.attention)
+    translator = _load(args)
+    if args.attention is not None:
+        _require_attention(translator, args.model_dir)
+    with contextlib.ExitStack() as stack:
+        if args.input is None:
+            stream, where = sys.stdin.buffer, "stdin line"
+        else:
+            try:
+                stream, where = stack.enter_context(args.input.open("rb")), f"{args.input} line"
+            except OSError as e:
+                raise AttnmtError(f"--input {args.input}: cannot read it ({e.strerror})") from None
+        number = 0
+        for chunk in _read_lines(stream, 16 * args.batch_size, where):
+            sources, targets = _split_tsv(chunk, where, number + 1, "source<TAB>translation")
+            lines = []
+            for s in translator.score(sources, targets, batch_size=args.batch_size):
+                number += 1
+                log_probs = " ".join(f"{p:.4f}" for p in s.log_probs)
+                lines.append(f"{s.total:.4f}\t{log_probs}\t{' '.join(s.tokens)}\n")
+                if args.attention is not None:
+                    path = _picture_path(args.attention, "pair", number, args.format)
+                    plot_attention(s.attention, s.src_tokens, s.tokens, path)
+            sys.stdout.write("".join(lines))
+            sys.stdout.flush()
+
+
+def _split_tsv(lines: list[str], where: str, first: int, columns: str) -> tuple[list[str], list[str]]:
+    """Lines of two TAB-separated columns as two lists; ``where`` and ``first`` name the lines in errors."""
+    left, right = [], []
+    for number, line in enumerate(lines, first):
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise AttnmtError(f"{where} {number}: expected {columns}, one TAB; found {len(fields) - 1}")
+        left.append(fields[0])
+        right.append(fields[1])
+    return left, right
+
+
+def _picture_dir(directory: Path) -> None:
+    """Make the directory heatmaps go into, or say why not."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AttnmtError(f"{directory}: cannot make the directory ({e.strerror})") from None
+
+
+def _picture_path(directory: Path, stem: str, number: int, suffix: str) -> Path:
+    """The ``number``-th heatmap in ``directory``: stem-0001.png, …"""
+    return directory / f"{stem}-{number:04d}.{suffix}"
+
+
+def _require_attention(translator, model_dir: Path) -> None:
+    if not translator.model.has_attention:
+        raise AttnmtError(f"{model_dir}: this model has no attention to draw")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -394,13 +483,9 @@ def _attention(args: argparse.Namespace) -> None:
     if one_file and len(sentences) != 1:
         raise AttnmtError(f"{args.output}: {len(sentences)} sentences need a directory, one picture each")
     if not one_file:
-        try:
-            args.output.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise AttnmtError(f"{args.output}: cannot make the directory ({e.strerror})") from None
+        _picture_dir(args.output)
     translator = _load(args)
-    if not translator.model.has_attention:
-        raise AttnmtError(f"{args.model_dir}: this model has no attention to draw")
+    _require_attention(translator, args.model_dir)
     translations = translator.translate(sentences, _decode_options(args), batch_size=args.batch_size)
     for number, t in enumerate(translations, 1):
         if not t.tokens:  # an empty line
@@ -415,7 +500,7 @@ def _attention(args: argparse.Namespace) -> None:
             "encoder": (t.src_tokens, t.src_tokens),
             "decoder": (t.tokens, ["<sos>", *t.tokens[:-1]]),
         }[args.kind]
-        path = args.output if one_file else args.output / f"sentence-{number:04d}.{args.format}"
+        path = args.output if one_file else _picture_path(args.output, "sentence", number, args.format)
         plot_attention(weights, columns, rows, path)
         alignment = f"\t{pharaoh(hard_alignment(weights, args.threshold))}" if args.kind == "cross" else ""
         print(t.text + alignment)
@@ -501,14 +586,15 @@ def _curves(args: argparse.Namespace) -> None:
     plot_curves(logs, args.output)
 
 
-def _read_lines(stream: BinaryIO, chunk_size: int) -> Iterator[list[str]]:
-    """UTF-8 lines from ``stream`` in chunks, so memory stays flat on long inputs."""
+def _read_lines(stream: BinaryIO, chunk_size: int, where: str = "stdin line") -> Iterator[list[str]]:
+    """UTF-8 lines from ``stream`` in chunks, so memory stays flat on long inputs; ``where`` names a
+    line in errors."""
     chunk: list[str] = []
     for number, raw in enumerate(stream, 1):
         try:
             chunk.append(raw.decode("utf-8").rstrip("\r\n"))
         except UnicodeDecodeError:
-            raise AttnmtError(f"stdin line {number}: not valid UTF-8") from None
+            raise AttnmtError(f"{where} {number}: not valid UTF-8") from None
         if len(chunk) == chunk_size:
             yield chunk
             chunk = []

@@ -303,3 +303,57 @@ def test_a_device_error_names_the_option_it_came_from(tmp_path, capsys):
     assert "--device: cuda:99 is not available" in err and "train.device" not in err
     assert main(["serve", str(tmp_path), "--device", "gpu"]) == 1
     assert "--device: 'gpu' is not one of auto, cpu, cuda" in capsys.readouterr().err
+
+
+# ---- forced prefixes and scoring ----------------------------------------------------------------------
+
+
+def test_prefix_begins_every_translation_as_the_python_api_does(model_dir, capsys):
+    from attnmt.modeldir import load_model
+    from attnmt.translator import DecodeOptions
+
+    texts = ["She loves cats.", "We are sad."]
+    args = ["translate", str(model_dir), "--beam", "2", *(x for t in texts for x in ("--text", t))]
+    assert main([*args, "--prefix", "Nous sommes"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    expected = load_model(model_dir).translate(texts, DecodeOptions(beam_size=2), prefix=["Nous sommes"] * 2)
+    assert out == [t.text for t in expected] and all(line.startswith("Nous sommes") for line in out)
+    assert main([*args, "--prefix", "Nous", "--tsv"]) == 1
+    assert "--prefix: not with --tsv" in capsys.readouterr().err
+
+
+def test_tsv_gives_each_line_its_own_prefix(model_dir, capsys):
+    result = _attnmt("translate", str(model_dir), "--tsv", stdin=b"She loves cats.\tIls\nWe are sad.\t\n")
+    assert result.returncode == 0, result.stderr
+    prefixed, plain = result.stdout.decode().splitlines()
+    assert main(["translate", str(model_dir), "--text", "She loves cats.", "--prefix", "Ils"]) == 0
+    assert main(["translate", str(model_dir), "--text", "We are sad."]) == 0
+    assert [prefixed, plain] == capsys.readouterr().out.splitlines()
+    assert prefixed.startswith("Ils")
+
+
+@pytest.mark.parametrize("command", ["translate --tsv", "score"])
+def test_a_line_without_a_tab_is_named_by_its_number(model_dir, command):
+    name, *options = command.split()
+    result = _attnmt(name, str(model_dir), *options, stdin=b"She loves cats.\tElle\nno tab here\n")
+    _assert_clean_error(result, "stdin line 2: expected source<TAB>", "one TAB; found 0")
+
+
+def test_score_prints_each_pairs_log_probabilities_and_draws_its_attention(model_dir, tmp_path, capsys):
+    from attnmt.modeldir import load_model
+
+    pairs = [("She loves cats.", "Elle aime les chats."), ("We are sad.", "Nous sommes tristes.")]
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    pictures = tmp_path / "pictures"
+    assert main(["score", str(model_dir), "--input", str(data), "--attention", str(pictures)]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    expected = load_model(model_dir).score([s for s, _ in pairs], [t for _, t in pairs])
+    for (total, log_probs, tokens), e in zip(rows, expected, strict=True):
+        assert tokens.split() == e.tokens and tokens.endswith("<eos>")
+        assert float(total) == pytest.approx(e.total, abs=1e-4)
+        assert [float(p) for p in log_probs.split()] == pytest.approx(e.log_probs, abs=1e-4)
+    assert sorted(p.name for p in pictures.iterdir()) == ["pair-0001.png", "pair-0002.png"]
+    assert _png_size(pictures / "pair-0001.png")[0] > 0
+    assert main(["score", str(model_dir), "--input", str(tmp_path / "nope.tsv")]) == 1
+    assert "--input" in capsys.readouterr().err
