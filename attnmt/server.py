@@ -1,7 +1,10 @@
 """``attnmt serve``: translation over HTTP, batched under load, and a web page to explore attention.
 
     POST /translate     {"sentences": ["..."], "model": NAME, "beam": 5, "n_best": 1, "alpha": 1.0,
-                         "attention": false}   (decoding defaults: attnmt.translator.DecodeOptions)
+                         "attention": false, "prefix": ["..."]}   (decoding defaults: DecodeOptions;
+                         prefix: optional, one per sentence, the text its translation begins with)
+    POST /score         {"sources": ["..."], "targets": ["..."], "model": NAME, "attention": false}:
+                         how probable the model finds each target, token by token
     GET  /models        the loaded models and what they are
     GET  /health        {"status": "ok"}
     GET  /              the web page (attnmt/resources/web: no build step, nothing from the internet)
@@ -9,14 +12,15 @@
 
 Requests wait in one queue per model.  A worker takes the oldest, then whatever else arrives within
 ``batch_window`` seconds with the same decoding options, up to ``max_batch`` sentences, and translates
-them in one call on a worker thread: the event loop never waits for the model.  Errors are JSON,
+them in one call on a worker thread: the event loop never waits for the model.  A scoring request waits
+in the same queue, as one more job: it neither jumps nor stalls the translations.  Errors are JSON,
 ``{"error": {"status": 422, "message": "..."}}``, with the status a client expects.
 """
 
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +35,7 @@ from starlette.exceptions import HTTPException
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict from Python 3.12 only
 
 from attnmt.errors import AttnmtError
-from attnmt.translator import DecodeOptions, Translation, Translator
+from attnmt.translator import DecodeOptions, Score, Translation, Translator
 
 WEB = Path(__file__).parent / "resources" / "web"
 DEFAULTS = DecodeOptions()
@@ -64,6 +68,35 @@ class TranslateRequest(BaseModel):
         DEFAULTS.alpha, description="GNMT length penalty; 0 ranks by log-probability"
     )
     attention: StrictBool = Field(False, description="also return tokens and attention weights")
+    prefix: list[StrictStr] | None = Field(
+        None, description='one per sentence: the text its translation begins with ("" for none)'
+    )
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sources: list[StrictStr] = Field(description="English sentences")
+    targets: list[StrictStr] = Field(description="one translation per source, to score")
+    model: StrictStr | None = Field(None, description="a loaded model's name (default: the first)")
+    attention: StrictBool = Field(False, description="also return the attention weights")
+
+
+class ScoreOut(TypedDict):
+    tokens: Annotated[list[str], Field(description="the target's tokens as the model read them, <eos> last")]
+    src_tokens: Annotated[list[str], Field(description="source tokens, <eos> last")]
+    log_probs: Annotated[list[float], Field(description="log p of each token given those before it")]
+    total: Annotated[float, Field(description="their sum: the target's log-probability")]
+    attention: NotRequired[
+        Annotated[
+            list[list[float]],
+            Field(description="target × source weights (on request; absent for a model without attention)"),
+        ]
+    ]
+
+
+class ScoreResponse(TypedDict):
+    model: str
+    scores: list[ScoreOut]
 
 
 class Alternative(TypedDict):
@@ -124,8 +157,10 @@ class ModelInfo(BaseModel):
 @dataclass
 class _Job:
     sentences: list[str]
-    options: DecodeOptions  # jobs batch together when these agree
+    options: DecodeOptions | None  # jobs batch together when these agree; None: scoring ``targets``
     future: asyncio.Future
+    prefix: list[str] | None = None  # one per sentence, or none at all
+    targets: list[str] | None = None  # one per sentence, to score
 
 
 @dataclass
@@ -137,12 +172,21 @@ class Batcher:
     executor: ThreadPoolExecutor
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
 
-    async def translate(self, sentences: list[str], options: DecodeOptions) -> list[list[Translation]]:
-        job = _Job(sentences, options, asyncio.get_running_loop().create_future())
+    async def translate(
+        self, sentences: list[str], options: DecodeOptions, prefix: list[str] | None = None
+    ) -> list[list[Translation]]:
+        return await self._submit(_Job(sentences, options, self._future(), prefix=prefix))
+
+    async def score(self, sources: list[str], targets: list[str]) -> list[Score]:
+        return await self._submit(_Job(sources, None, self._future(), targets=targets))
+
+    @staticmethod
+    def _future() -> asyncio.Future:
+        return asyncio.get_running_loop().create_future()
+
+    async def _submit(self, job: _Job) -> list:
         await self.queue.put(job)
-        return await asyncio.wait_for(
-            job.future, self.limits.timeout
-        )  # a timeout cancels it: never translated
+        return await asyncio.wait_for(job.future, self.limits.timeout)  # a timeout cancels it: never run
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -160,7 +204,7 @@ class Batcher:
                 group = [job for job in jobs if job.options == options and not job.future.done()]
                 await self._run_group(loop, group, options)
 
-    async def _run_group(self, loop, group: list[_Job], options: DecodeOptions) -> None:
+    async def _run_group(self, loop, group: list[_Job], options: DecodeOptions | None) -> None:
         """Model calls of at most ``max_batch`` sentences (one request over it gets a call alone)."""
         batch, chunk = [], 0
         for job in group:
@@ -172,10 +216,9 @@ class Batcher:
         if batch:
             await self._call(loop, batch, options)
 
-    async def _call(self, loop, jobs: list[_Job], options: DecodeOptions) -> None:
-        sentences = [s for job in jobs for s in job.sentences]
+    async def _call(self, loop, jobs: list[_Job], options: DecodeOptions | None) -> None:
         try:
-            results = await loop.run_in_executor(self.executor, self._translate, sentences, options)
+            results = await loop.run_in_executor(self.executor, self._work, jobs, options)
         except Exception as e:  # handed to the waiting requests, never lost
             for job in jobs:
                 if not job.future.done():
@@ -187,8 +230,18 @@ class Batcher:
                 job.future.set_result(results[start : start + len(job.sentences)])
             start += len(job.sentences)
 
-    def _translate(self, sentences: list[str], options: DecodeOptions) -> list[list[Translation]]:
-        return self.translator.translate_n_best(sentences, options, batch_size=self.limits.max_batch)
+    def _work(self, jobs: list[_Job], options: DecodeOptions | None) -> list:
+        """One model call for all ``jobs``: one result per sentence, in order."""
+        sentences = [s for job in jobs for s in job.sentences]
+        if options is None:
+            targets = [t for job in jobs for t in job.targets]
+            return self.translator.score(sentences, targets, batch_size=self.limits.max_batch)
+        prefix = None
+        if any(job.prefix is not None for job in jobs):
+            prefix = [p for job in jobs for p in (job.prefix or [""] * len(job.sentences))]
+        return self.translator.translate_n_best(
+            sentences, options, batch_size=self.limits.max_batch, prefix=prefix
+        )
 
 
 def create_app(models: dict[str, Translator], limits: Limits | None = None) -> FastAPI:
@@ -221,18 +274,14 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
 
     @app.post("/translate", response_model=TranslateResponse)  # documents the JSONResponse
     async def translate(request: TranslateRequest) -> JSONResponse:
-        """Translate the sentences with one model, greedy or beam search, with attention on request."""
-        name = request.model or next(iter(models))
-        if name not in batchers:
-            raise ApiError(404, f"model {name!r} is not loaded; loaded: {', '.join(batchers)}")
+        """Translate the sentences with one model, greedy or beam search, with attention on request;
+        each translation begins with its ``prefix`` if given."""
+        name = _loaded(request.model, models)
         _check_sentences(request.sentences, limits)
+        if request.prefix is not None:
+            _check_one_each(request.prefix, limits, "prefix", len(request.sentences), "sentences")
         options = _decode_options(request, limits)
-        try:
-            results = await batchers[name].translate(request.sentences, options)
-        except TimeoutError:
-            raise ApiError(
-                504, f"no answer within {limits.timeout:g} s; try fewer or shorter sentences"
-            ) from None
+        results = await _in_time(limits, batchers[name].translate(request.sentences, options, request.prefix))
         translator = models[name]
         if request.attention:  # one extra pass per sentence, off the event loop
             loop = asyncio.get_running_loop()
@@ -243,6 +292,17 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
             maps = [None] * len(results)
         translations = [_output(r, m, request) for r, m in zip(results, maps, strict=True)]
         return JSONResponse(TranslateResponse(model=name, translations=translations))
+
+    @app.post("/score", response_model=ScoreResponse)
+    async def score(request: ScoreRequest) -> JSONResponse:
+        """How probable one model finds each target as the translation of its source: the
+        log-probability of each token (forced decoding), the total, and the attention on request."""
+        name = _loaded(request.model, models)
+        _check_sentences(request.sources, limits, "sources")
+        _check_one_each(request.targets, limits, "targets", len(request.sources), "sources")
+        results = await _in_time(limits, batchers[name].score(request.sources, request.targets))
+        scores = [_score_output(r, request.attention) for r in results]
+        return JSONResponse(ScoreResponse(model=name, scores=scores))
 
     @app.get("/models", response_model=list[ModelInfo])
     async def list_models() -> list[ModelInfo]:
@@ -283,20 +343,44 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(422, f"{where}: {first['msg']}")
 
 
-def _check_sentences(sentences: list[str], limits: Limits) -> None:
-    if not sentences:
-        raise ApiError(422, "sentences: empty; send at least one sentence")
-    if len(sentences) > limits.max_sentences:
+def _loaded(name: str | None, models: dict[str, Translator]) -> str:
+    """The model a request names, the first by default; 404 if it is not loaded."""
+    name = name or next(iter(models))
+    if name not in models:
+        raise ApiError(404, f"model {name!r} is not loaded; loaded: {', '.join(models)}")
+    return name
+
+
+async def _in_time(limits: Limits, answer: Awaitable[list]) -> list:
+    """The batcher's answer, or 504 once the request has waited ``limits.timeout``."""
+    try:
+        return await answer
+    except TimeoutError:
         raise ApiError(
-            413, f"sentences: {len(sentences)} in one request, the limit is {limits.max_sentences}"
-        )
+            504, f"no answer within {limits.timeout:g} s; try fewer or shorter sentences"
+        ) from None
+
+
+def _check_sentences(sentences: list[str], limits: Limits, name: str = "sentences") -> None:
+    if not sentences:
+        raise ApiError(422, f"{name}: empty; send at least one sentence")
+    if len(sentences) > limits.max_sentences:
+        raise ApiError(413, f"{name}: {len(sentences)} in one request, the limit is {limits.max_sentences}")
     for i, sentence in enumerate(sentences):
         if not sentence.strip():
-            raise ApiError(422, f"sentences[{i}]: empty")
+            raise ApiError(422, f"{name}[{i}]: empty")
         if len(sentence) > limits.max_chars:
-            raise ApiError(
-                413, f"sentences[{i}]: {len(sentence)} characters, the limit is {limits.max_chars}"
-            )
+            raise ApiError(413, f"{name}[{i}]: {len(sentence)} characters, the limit is {limits.max_chars}")
+
+
+def _check_one_each(texts: list[str], limits: Limits, name: str, count: int, of: str) -> None:
+    """Texts that go one per sentence (a prefix, a target to score): ``count`` of them, each within
+    ``max_chars``; an empty one is allowed."""
+    if len(texts) != count:
+        raise ApiError(422, f"{name}: {len(texts)} for {count} {of}; send one per sentence")
+    for i, text in enumerate(texts):
+        if len(text) > limits.max_chars:
+            raise ApiError(413, f"{name}[{i}]: {len(text)} characters, the limit is {limits.max_chars}")
 
 
 def _decode_options(request: TranslateRequest, limits: Limits) -> DecodeOptions:
@@ -322,6 +406,15 @@ def _output(n_best: list[Translation], maps: dict | None, request: TranslateRequ
         if best.attention is not None:
             out["attention"] = best.attention.round(4).tolist()
         out["maps"] = {kind: weights.round(4).tolist() for kind, weights in (maps or {}).items()}
+    return out
+
+
+def _score_output(score: Score, attention: bool) -> ScoreOut:
+    out = ScoreOut(
+        tokens=score.tokens, src_tokens=score.src_tokens, log_probs=score.log_probs, total=score.total
+    )
+    if attention and score.attention is not None:
+        out["attention"] = score.attention.round(4).tolist()
     return out
 
 

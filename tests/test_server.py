@@ -1,4 +1,5 @@
-"""`attnmt serve`: the API's answers and errors, batching, limits, and the page's files."""
+"""`attnmt serve`: the API's answers and errors, batching, limits, and the page's files; forced prefixes
+and scoring over HTTP."""
 
 import asyncio
 import time
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 from attnmt.config import config_from_dict
 from attnmt.server import Batcher, Limits, create_app
 from attnmt.training import train
-from attnmt.translator import DecodeOptions, Translation
+from attnmt.translator import DecodeOptions, Score, Translation
 
 TRANSFORMER = {"architecture": "transformer", "hidden_size": 32, "heads": 4, "ff_size": 64, "layers": 2}
 
@@ -123,8 +124,8 @@ def test_models_health_and_openapi(client):
     assert info["gru"]["attention"] == "additive" and info["gru"]["parameters"] > 0
     schema = client.get("/openapi.json").json()
     request = schema["components"]["schemas"]["TranslateRequest"]["properties"]
-    assert {"sentences", "model", "beam", "n_best", "alpha", "attention"} == set(request)
-    assert {"/translate", "/models", "/health"} <= set(schema["paths"])
+    assert {"sentences", "model", "beam", "n_best", "alpha", "attention", "prefix"} == set(request)
+    assert {"/translate", "/score", "/models", "/health"} <= set(schema["paths"])
     assert client.get("/docs").status_code == 404  # its page would load scripts from a CDN
 
 
@@ -140,12 +141,21 @@ class _SlowEcho:
     """A stand-in translator: records each call's sentences, answers each with its own text."""
 
     def __init__(self, seconds: float):
-        self.seconds, self.calls = seconds, []
+        self.seconds, self.calls, self.prefixes, self.scored = seconds, [], [], []
 
-    def translate_n_best(self, sentences, options, *, batch_size):
+    def translate_n_best(self, sentences, options, *, batch_size, prefix=None):
         self.calls.append(list(sentences))
+        self.prefixes.append(prefix)
         time.sleep(self.seconds)
         return [[Translation(s.upper(), [], [], -1.0, None)] for s in sentences]
+
+    def score(self, sources, targets, *, batch_size):
+        self.scored.append(list(zip(sources, targets, strict=True)))
+        time.sleep(self.seconds)
+        return [
+            Score([t, "<eos>"], [s, "<eos>"], [-1.0, -0.5], -1.5, None)
+            for s, t in zip(sources, targets, strict=True)
+        ]
 
 
 def _run_clients(batcher: Batcher, count: int) -> list:
@@ -215,3 +225,130 @@ def test_absent_fields_are_left_out_not_sent_as_null():
     fields = schema["TranslationOut"]["properties"]
     assert schema["TranslationOut"]["required"] == ["text", "score"]
     assert all("null" not in str(field) for field in fields.values())  # the schema promises no nulls
+
+
+# ---- forced prefixes and scoring -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gru", "transformer"])
+@pytest.mark.parametrize("beam", [1, 5])
+def test_a_prefix_begins_the_translation_as_in_python(client, models, name, beam):
+    sentences, prefix = ["We are happy.", "She loves cats.", "He is tired."], ["Ils", "", "Elle est"]
+    body = {"sentences": sentences, "model": name, "beam": beam, "prefix": prefix, "attention": True}
+    response = client.post("/translate", json=body)
+    assert response.status_code == 200, response.text
+    got = response.json()["translations"]
+    expected = models[name].translate(sentences, DecodeOptions(beam_size=beam), prefix=prefix)
+    assert [t["text"] for t in got] == [t.text for t in expected]
+    assert [t["score"] for t in got] == pytest.approx([t.score for t in expected], abs=1e-4)
+    assert got[2]["tokens"][:2] == ["Elle", "est"]
+    assert np.shape(got[2]["attention"]) == (len(got[2]["tokens"]), len(got[2]["src_tokens"]))
+
+
+@pytest.mark.parametrize("name", ["gru", "transformer"])
+def test_score_round_trip_equals_python_and_the_translations_own_score(client, models, name):
+    sources = ["We are happy.", "She loves cats."]
+    translated = client.post(
+        "/translate", json={"sentences": sources, "model": name, "beam": 1, "attention": True}
+    ).json()
+    targets = [t["text"] for t in translated["translations"]]
+    response = client.post("/score", json={"sources": sources, "targets": targets, "model": name})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = models[name].score(sources, targets)
+    assert body["model"] == name
+    compared = 0
+    for got, e, t in zip(body["scores"], expected, translated["translations"], strict=True):
+        assert got["tokens"] == e.tokens and got["src_tokens"] == e.src_tokens
+        assert got["log_probs"] == pytest.approx(e.log_probs, abs=1e-5)
+        if got["tokens"] == t["tokens"]:  # the text round-trips (an <unk> would not)
+            assert got["total"] == pytest.approx(t["score"], abs=1e-4)  # the translation's own score
+            compared += 1
+        assert "attention" not in got  # only on request
+    assert compared > 0
+    asked = client.post(
+        "/score", json={"sources": sources, "targets": targets, "model": name, "attention": True}
+    )
+    first = asked.json()["scores"][0]
+    assert np.shape(first["attention"]) == (len(first["tokens"]), len(first["src_tokens"]))
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/translate", b'{"sentences": ["Hi.", "Yes."], "prefix": ["Il"]}', 422, "prefix: 1 for 2 sentences"),
+        (
+            "/translate",
+            b'{"sentences": ["Hi."], "prefix": "Il"}',
+            422,
+            "prefix: Input should be a valid list",
+        ),
+        (
+            "/translate",
+            b'{"sentences": ["Hi."], "prefix": ["' + b"a" * 201 + b'"]}',
+            413,
+            "prefix[0]: 201 characters",
+        ),
+        ("/score", b"{not json", 400, "not valid JSON"),
+        ("/score", b'{"sources": ["Hi."]}', 422, "targets: Field required"),
+        ("/score", b'{"sources": ["Hi."], "targets": ["Salut."], "beam": 2}', 422, "beam: Extra inputs"),
+        ("/score", b'{"sources": [], "targets": []}', 422, "sources: empty"),
+        ("/score", b'{"sources": ["Hi.", "Yes."], "targets": ["Salut."]}', 422, "targets: 1 for 2 sources"),
+        (
+            "/score",
+            b'{"sources": ["Hi."], "targets": ["' + b"a" * 201 + b'"]}',
+            413,
+            "targets[0]: 201 characters",
+        ),
+        (
+            "/score",
+            b'{"sources": ["' + b"a" * 201 + b'"], "targets": [""]}',
+            413,
+            "sources[0]: 201 characters",
+        ),
+        (
+            "/score",
+            b'{"sources": [' + b",".join([b'"Hi."'] * 9) + b'], "targets": []}',
+            413,
+            "the limit is 8",
+        ),
+        (
+            "/score",
+            b'{"sources": ["Hi."], "targets": ["Salut."], "model": "nope"}',
+            404,
+            "model 'nope' is not",
+        ),
+    ],
+)
+def test_bad_prefixes_and_score_requests_get_json_errors(client, path, body, status, message):
+    response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["status"] == status and message in error["message"]
+
+
+def test_prefixed_and_plain_requests_share_a_call_and_scoring_waits_its_turn_in_the_queue():
+    model = _SlowEcho(0.02)
+    batcher = Batcher(model, Limits(max_batch=8, batch_window=0.05), ThreadPoolExecutor(1))
+
+    async def main():
+        task = asyncio.create_task(batcher.run())
+        try:
+            return await asyncio.gather(
+                batcher.translate(["a"], DecodeOptions(), ["Il"]),
+                batcher.score(["b"], ["Salut."]),
+                batcher.translate(["c"], DecodeOptions()),
+            )
+        finally:
+            task.cancel()
+
+    translated, scored, plain = asyncio.run(main())
+    assert translated[0][0].text == "A" and plain[0][0].text == "C" and scored[0].tokens[0] == "Salut."
+    assert model.calls == [["a", "c"]] and model.prefixes == [["Il", ""]]  # one call, prefixes aligned
+    assert model.scored == [[("b", "Salut.")]]  # its own call, through the same worker
+
+
+def test_a_score_that_waits_too_long_is_answered_504():
+    with TestClient(create_app({"slow": _SlowEcho(0.5)}, Limits(timeout=0.1))) as client:
+        response = client.post("/score", json={"sources": ["Hi."], "targets": ["Salut."]})
+    assert response.status_code == 504
