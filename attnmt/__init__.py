@@ -18,7 +18,7 @@ from attnmt.model import EncoderDecoderAttention
 from attnmt.modeldir import load_model, save_model
 from attnmt.training import train
 from attnmt.transformer import Transformer
-from attnmt.translator import Translation, Translator, translate_sentence
+from attnmt.translator import DecodeOptions, Score, Translation, Translator, translate_sentence
 from attnmt.vocab import Vocabulary
 
 __version__ = "0.1.0"
@@ -26,9 +26,11 @@ __all__ = [
     "Attention",
     "AttnmtError",
     "Config",
+    "DecodeOptions",
     "Decoder",
     "Encoder",
     "EncoderDecoderAttention",
+    "Score",
     "Transformer",
     "Translation",
     "TranslationDataset",
