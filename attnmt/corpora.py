@@ -135,7 +135,7 @@ def clean(
 
 
 def toy_pairs(src_lang: str = "en", tgt_lang: str = "fr") -> list[Pair]:
-    """The built-in English–French set written for attnmt (a few hundred everyday sentences)."""
+    """The built-in English–French set written for attnmt (a few hundred everyday sentences, some without final punctuation, as people type them)."""
     with resources.as_file(resources.files("attnmt") / "resources" / "toy_en_fr.tsv") as path:
         return _oriented(read_tsv(path), "toy", src_lang, tgt_lang)
 
