@@ -2,7 +2,9 @@
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -15,6 +17,8 @@ from attnmt.model import Seq2Seq
 from attnmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths, score_targets
 from attnmt.tokenization import Tokenizer
 from attnmt.vocab import EOS, Vocabulary
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,8 @@ class Score:
     """How probable the model finds one given translation, read by forced decoding.
     ``attention[i, j]``: how much target token i attended to source token j while the model read it."""
 
-    tokens: list[
-        str
-    ]  # the translation's tokens as the model read them (<unk> where out of vocabulary), <eos> last
+    # the translation's tokens as the model read them (<unk> where out of vocabulary), <eos> last
+    tokens: list[str]
     src_tokens: list[str]  # source tokens as the encoder saw them, ending with <eos>
     log_probs: list[float]  # log p of each token given the source and the tokens before it
     total: float  # their sum: the translation's log-probability
@@ -107,15 +110,12 @@ class Translator:
             raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
         tokenized = [self.src_tokenizer.tokenize(s) for s in sentences]
         prefixes = None if prefix is None else self._target_ids(prefix, len(sentences), "prefix")
-        order = sorted(range(len(sentences)), key=lambda i: len(tokenized[i]))
-        results: list[list[Translation] | None] = [None] * len(sentences)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+
+        def translate(chunk: list[int]) -> list[list[Translation]]:
             chunk_prefixes = None if prefixes is None else [prefixes[i] for i in chunk]
-            translated = self._translate_tokens([tokenized[i] for i in chunk], options, chunk_prefixes)
-            for i, translations in zip(chunk, translated, strict=True):
-                results[i] = translations
-        return results
+            return self._translate_tokens([tokenized[i] for i in chunk], options, chunk_prefixes)
+
+        return _by_length(tokenized, batch_size, translate)
 
     def score(self, sources: list[str], targets: list[str], *, batch_size: int = 64) -> list[Score]:
         """How probable the model finds each ``targets[i]`` as the translation of ``sources[i]``: the
@@ -127,14 +127,11 @@ class Translator:
             raise AttnmtError(f"targets: {len(targets)} for {len(sources)} sources; give one per source")
         src_tokens = [[*self.src_tokenizer.tokenize(s), EOS] for s in sources]
         target_ids = self._target_ids(targets, len(sources), "targets")
-        order = sorted(range(len(sources)), key=lambda i: len(src_tokens[i]))
-        results: list[Score | None] = [None] * len(sources)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            scored = self._score_ids([src_tokens[i] for i in chunk], [target_ids[i] for i in chunk])
-            for i, score in zip(chunk, scored, strict=True):
-                results[i] = score
-        return results
+        return _by_length(
+            src_tokens,
+            batch_size,
+            lambda chunk: self._score_ids([src_tokens[i] for i in chunk], [target_ids[i] for i in chunk]),
+        )
 
     def _target_ids(self, texts: list[str], count: int, name: str) -> list[list[int]]:
         """Target texts as the model's target ids, one text per sentence (``name`` for messages)."""
@@ -232,6 +229,18 @@ class Translator:
         return Translation(
             self.tgt_tokenizer.detokenize(tokens), [*tokens, EOS], source, hyp.score, attention
         )
+
+
+def _by_length(sources: list[list[str]], batch_size: int, run: Callable[[list[int]], list[T]]) -> list[T]:
+    """``run`` over batches of sentence indices sorted by source length (little padding); the results
+    come back in input order."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    results: list[T | None] = [None] * len(sources)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        for i, result in zip(chunk, run(chunk), strict=True):
+            results[i] = result
+    return results
 
 
 def translate_sentence(model: Translator, sentence: str) -> Translation:
