@@ -8,6 +8,7 @@ A *data spec* names a set of pairs, in configs and on the command line:
     path/to/pairs.tsv            source<TAB>target lines (a third column, e.g. attribution, is ignored)
     path/to/src.txt,path/to/tgt.txt   two line-aligned files
     long:SPEC                    SPEC's sentences joined into long ones (see join_consecutive)
+    SPEC+SPEC                    the pairs of both, in order (e.g. tatoeba:train+long:tatoeba:train)
 
 Corpus files may be gzipped (``.gz``).  They live in the data directory: ``--data-dir``, else
 ``$ATTNMT_DATA``, else ``$XDG_DATA_HOME/attnmt`` (``~/.local/share/attnmt``), in the layout
@@ -145,6 +146,12 @@ def load_pairs(
 ) -> list[Pair]:
     """The (source, target) pairs a data spec names (see the module docstring), uncleaned."""
     name, _, split = spec.partition(":")
+    if "+" in spec and not Path(spec).exists():
+        return [
+            p
+            for part in spec.split("+")
+            for p in load_pairs(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
+        ]
     if spec == "toy":
         return toy_pairs(src_lang, tgt_lang)
     if name == "long":

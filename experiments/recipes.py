@@ -2,15 +2,18 @@
 
 Every run starts from the matched race recipe of ``bench/compare.py`` (joint 8k BPE, GRU 256/256 with
 additive attention, 2,000-token batches, Adam 1e-3, no label smoothing, seed 1), applies its overrides,
-trains for ``--minutes`` of training time, then translates ``tatoeba:dev`` and ``long:tatoeba:dev``
-with beam 5.  Recipes are compared on the dev splits; the test splits are for the winners only.
+trains for ``--minutes`` of training time or for ``--updates`` updates, then translates ``tatoeba:dev``
+and ``long:tatoeba:dev`` with beam 5.  Recipes are compared on the dev splits; the test splits are for
+the winners only.
 
     ATTNMT_DATA=../shared/data python experiments/recipes.py --minutes 4 \\
         base ls=train.label_smoothing=0.1 feed=model.input_feeding=true ...
 
 A variant is NAME=KEY=VALUE[,KEY=VALUE...]; ``base`` is the recipe unchanged.  Each finished run adds a
-line to ``docs/experiments/recipes-<minutes>min.jsonl`` (kept: a rerun skips what is done) and the
-table beside it is written anew.  One run at a time: the budget is wall time of training on this CPU.
+line to ``docs/experiments/recipes-<budget>.jsonl`` (kept: a rerun skips what is done) and the table
+beside it is written anew, with each run's training seconds per update.  A minutes budget needs the CPU
+to itself; an updates budget gives the same model on a shared CPU (``--threads 1`` beside other work),
+and the per-update times, measured on a quiet CPU, say what a time budget would allow.
 """
 
 import argparse
@@ -44,9 +47,10 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, [o for o in overrides.split(",") if o]
 
 
-def run(name: str, overrides: list[str], minutes: float, runs: Path, splits: tuple[str, ...]) -> dict:
-    """Train one variant for ``minutes`` (resuming a stopped run), then score it with beam 5."""
-    config = config_from_dict(BASE, [*overrides, f"train.max_minutes={minutes}"])
+def run(name: str, overrides: list[str], budget: str, runs: Path, splits: tuple[str, ...]) -> dict:
+    """Train one variant for ``budget`` (``train.max_minutes=…`` or ``train.max_steps=…``; a stopped run
+    resumes), then score it with beam 5."""
+    config = config_from_dict(BASE, [*overrides, budget])
     model_dir = runs / name
     resume = (model_dir / "checkpoints").is_dir()
     train(config, model_dir=model_dir, resume=resume, progress=False)
@@ -55,8 +59,10 @@ def run(name: str, overrides: list[str], minutes: float, runs: Path, splits: tup
     row = {
         "name": name,
         "overrides": overrides,
-        "minutes": minutes,
+        "budget": budget,
         "updates": log[-1]["step"],
+        "seconds_per_update": round(log[-1]["seconds"] / log[-1]["step"], 4),
+        "threads": torch.get_num_threads(),
         "epochs": log[-1]["epoch"],
         "precision": resolve_precision(torch.device("cpu"), config.train.precision),
     }
@@ -71,8 +77,8 @@ def run(name: str, overrides: list[str], minutes: float, runs: Path, splits: tup
 def table(rows: list[dict], splits: tuple[str, ...]) -> str:
     base = next((r for r in rows if r["name"] == "base"), None)
     lines = [
-        f"| recipe | overrides | updates | {' | '.join(f'{s} BLEU (beam 5)' for s in splits)} |",
-        "|---|---|---|" + "---|" * len(splits),
+        f"| recipe | overrides | updates | s/update | {' | '.join(f'{s} BLEU (beam 5)' for s in splits)} |",
+        "|---|---|---|---|" + "---|" * len(splits),
     ]
     for r in rows:
         cells = []
@@ -80,7 +86,7 @@ def table(rows: list[dict], splits: tuple[str, ...]) -> str:
             delta = f" ({r[s] - base[s]:+.2f})" if base and r is not base and s in base else ""
             cells.append(f"{r[s]:.2f}{delta}")
         lines.append(
-            f"| {r['name']} | `{', '.join(r['overrides']) or '—'}` | {r['updates']:,} | {' | '.join(cells)} |"
+            f"| {r['name']} | `{', '.join(r['overrides']) or '—'}` | {r['updates']:,} | {r.get('seconds_per_update', '')} | {' | '.join(cells)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -90,12 +96,20 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("variants", nargs="+", help="NAME=KEY=VALUE[,KEY=VALUE...], or base")
-    parser.add_argument("--minutes", type=float, default=4.0, help="training minutes per run (default 4)")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--minutes", type=float, help="training minutes per run")
+    budget.add_argument("--updates", type=int, help="updates per run")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--runs", type=Path, default=Path("runs/recipes"))
     parser.add_argument("--splits", nargs="+", default=list(DEV))
     parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
     args = parser.parse_args()
-    tag = f"recipes-{args.minutes:g}min"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.minutes:
+        tag, budget = f"recipes-{args.minutes:g}min", f"train.max_minutes={args.minutes}"
+    else:
+        tag, budget = f"recipes-{args.updates}upd", f"train.max_steps={args.updates}"
     results = args.out / f"{tag}.jsonl"
     done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     splits = tuple(args.splits)
@@ -103,7 +117,7 @@ def main() -> None:
         name, overrides = parse_variant(text)
         if any(r["name"] == name for r in done):
             continue
-        row = run(name, overrides, args.minutes, args.runs / tag, splits)
+        row = run(name, overrides, budget, args.runs / tag, splits)
         row["cpu"] = (
             f"{platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}"
         )

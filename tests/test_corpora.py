@@ -144,3 +144,13 @@ def test_long_sentences_are_consecutive_pairs_joined(tmp_path):
     assert joined[0] == ("word 0 here . word 1 here . word 2 here .", "mot 0 ici . mot 1 ici . mot 2 ici .")
     (tmp_path / "pairs.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
     assert load_pairs(f"long:{tmp_path / 'pairs.tsv'}") == joined
+
+
+def test_specs_joined_with_plus_give_both_sets_in_order(tmp_path):
+    pairs = [(f"word {i} here .", f"mot {i} ici .") for i in range(40)]
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    assert load_pairs(f"{tsv}+long:{tsv}") == pairs + join_consecutive(pairs)
+    plus = tmp_path / "a+b.tsv"  # a file whose name has a "+" is still that file
+    plus.write_text("x\ty\n", encoding="utf-8")
+    assert load_pairs(str(plus)) == [("x", "y")]
