@@ -131,15 +131,21 @@ def greedy_search(
 class ScoredTarget:
     log_probs: list[float]  # one per target token, <eos> last
     attention: Tensor | None  # (len(log_probs), S): the weights behind each token
+    # (len(log_probs), k) each: the k most likely tokens at each position and their log-probabilities,
+    # best first, given the target's tokens before it; None unless asked for
+    top_ids: Tensor | None = None
+    top_log_probs: Tensor | None = None
 
 
 @torch.inference_mode()
 def score_targets(
-    model: Seq2Seq, src: Tensor, src_pad_mask: Tensor, targets: list[list[int]]
+    model: Seq2Seq, src: Tensor, src_pad_mask: Tensor, targets: list[list[int]], *, top_k: int = 0
 ) -> list[ScoredTarget]:
     """Forced decoding: read each given target (ids without ``<sos>``/``<eos>``) through ``step``, one
     sentence per row, and keep the log-probability of each of its tokens and of the ``<eos>`` after
-    them, with the attention behind each.  src (B, S), src_pad_mask (B, S) → one per sentence."""
+    them, with the attention behind each; with ``top_k``, also the ``top_k`` most likely tokens at each
+    position (``<pad>`` and ``<sos>``, never generated, left out).  src (B, S), src_pad_mask (B, S) →
+    one per sentence."""
     batch, device = src.size(0), src.device
     gold = torch.full((batch, max(map(len, targets)) + 1), Vocabulary.pad_id, dtype=torch.long)
     for row, target in enumerate(targets):
@@ -147,22 +153,35 @@ def score_targets(
     gold = gold.to(device)  # (B, T + 1)
     state = model.init_state(model.encode(src, src_pad_mask))
     prev = torch.full((batch,), Vocabulary.sos_id, dtype=torch.long, device=device)
-    log_probs, weights = [], []
+    log_probs, weights, top_log_probs, top_ids = [], [], [], []
     for t in range(gold.size(1)):  # rows past their <eos> read <pad>; what they give is cut below
         step_log_probs, state, attn = model.step(prev, state)  # (B, V), state, (B, S) | None
         log_probs.append(step_log_probs.gather(1, gold[:, t : t + 1]).squeeze(1))
         weights.append(attn)
+        if top_k:
+            likely = step_log_probs.float().clone()  # (B, V)
+            likely[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")  # never generated
+            best = likely.topk(min(top_k, likely.size(1) - 2), dim=1)  # (B, k) each
+            top_log_probs.append(best.values)
+            top_ids.append(best.indices)
         prev = gold[:, t]
     read = torch.stack(log_probs, dim=1).float().cpu()  # (B, T + 1)
+    top_id = torch.stack(top_ids, dim=1).cpu() if top_k else None  # (B, T + 1, k)
+    top_log_prob = torch.stack(top_log_probs, dim=1).cpu() if top_k else None  # (B, T + 1, k)
     attention = None if weights[0] is None else torch.stack(weights, dim=1).float()  # (B, T + 1, S)
     src_lengths = (~src_pad_mask).sum(dim=1).tolist()
-    return [
-        ScoredTarget(
-            read[b, : len(target) + 1].tolist(),
-            None if attention is None else attention[b, : len(target) + 1, : src_lengths[b]],
+    scored = []
+    for b, target in enumerate(targets):
+        n = len(target) + 1
+        scored.append(
+            ScoredTarget(
+                read[b, :n].tolist(),
+                None if attention is None else attention[b, :n, : src_lengths[b]],
+                None if top_id is None else top_id[b, :n],
+                None if top_log_prob is None else top_log_prob[b, :n],
+            )
         )
-        for b, target in enumerate(targets)
-    ]
+    return scored
 
 
 def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:

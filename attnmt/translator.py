@@ -3,7 +3,7 @@
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -64,6 +64,9 @@ class Score:
     log_probs: list[float]  # log p of each token given the source and the tokens before it
     total: float  # their sum: the translation's log-probability
     attention: np.ndarray | None  # (len(tokens), len(src_tokens)); None for a model without attention
+    # per token, the k tokens the model finds most likely in its place (given the tokens before it) with
+    # their log-probabilities, best first; empty unless ``top_k`` was asked for
+    candidates: list[list[tuple[str, float]]] = field(default_factory=list)
 
 
 @dataclass
@@ -117,21 +120,42 @@ class Translator:
 
         return _by_length(tokenized, batch_size, translate)
 
-    def score(self, sources: list[str], targets: list[str], *, batch_size: int = 64) -> list[Score]:
+    def score(
+        self, sources: list[str], targets: list[str], *, batch_size: int = 64, top_k: int = 0
+    ) -> list[Score]:
         """How probable the model finds each ``targets[i]`` as the translation of ``sources[i]``: the
         log-probability of each of its tokens and of ``<eos>``, and the attention, read by forced
-        decoding (batched by source length; results in input order)."""
-        if batch_size < 1:
-            raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
+        decoding (batched by source length; results in input order).  With ``top_k``, also the
+        ``top_k`` most likely tokens at each position (``Score.candidates``)."""
         if len(sources) != len(targets):
             raise AttnmtError(f"targets: {len(targets)} for {len(sources)} sources; give one per source")
         src_tokens = [[*self.src_tokenizer.tokenize(s), EOS] for s in sources]
-        target_ids = self._target_ids(targets, len(sources), "targets")
-        return _by_length(
-            src_tokens,
-            batch_size,
-            lambda chunk: self._score_ids([src_tokens[i] for i in chunk], [target_ids[i] for i in chunk]),
+        return self._score_all(
+            src_tokens, self._target_ids(targets, len(sources), "targets"), batch_size, top_k
         )
+
+    def score_translations(
+        self, translations: list[Translation], *, batch_size: int = 64, top_k: int = 0
+    ) -> list[Score]:
+        """The :meth:`score` of each translation as ``translate`` returned it, read from its own tokens
+        (its text is not tokenised again, so an ``<unk>`` or a subword split stays as search wrote it):
+        per-token log-probabilities and, with ``top_k``, the likeliest tokens at each position."""
+        src_tokens = [t.src_tokens or [EOS] for t in translations]  # an empty input has no tokens
+        target_ids = [self.tgt_vocab.encode(t.tokens[:-1]) for t in translations]
+        return self._score_all(src_tokens, target_ids, batch_size, top_k)
+
+    def _score_all(
+        self, src_tokens: list[list[str]], target_ids: list[list[int]], batch_size: int, top_k: int
+    ) -> list[Score]:
+        if batch_size < 1:
+            raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
+        if top_k < 0:
+            raise AttnmtError(f"top_k: must be at least 0, got {top_k}")
+
+        def score(chunk: list[int]) -> list[Score]:
+            return self._score_ids([src_tokens[i] for i in chunk], [target_ids[i] for i in chunk], top_k)
+
+        return _by_length(src_tokens, batch_size, score)
 
     def _target_ids(self, texts: list[str], count: int, name: str) -> list[list[int]]:
         """Target texts as the model's target ids, one text per sentence (``name`` for messages)."""
@@ -144,16 +168,29 @@ class Translator:
         return ids
 
     @torch.inference_mode()
-    def _score_ids(self, src_tokens: list[list[str]], targets: list[list[int]]) -> list[Score]:
+    def _score_ids(
+        self, src_tokens: list[list[str]], targets: list[list[int]], top_k: int = 0
+    ) -> list[Score]:
         self.model.eval()
         src, src_pad_mask = self._source_batch(src_tokens)
         scores = []
         for source, ids, scored in zip(
-            src_tokens, targets, score_targets(self.model, src, src_pad_mask, targets), strict=True
+            src_tokens,
+            targets,
+            score_targets(self.model, src, src_pad_mask, targets, top_k=top_k),
+            strict=True,
         ):
             attention = None if scored.attention is None else scored.attention.cpu().numpy()
             tokens = [*self.tgt_vocab.decode(ids), EOS]
-            scores.append(Score(tokens, source, scored.log_probs, sum(scored.log_probs), attention))
+            score = Score(tokens, source, scored.log_probs, sum(scored.log_probs), attention)
+            if scored.top_ids is not None and scored.top_log_probs is not None:
+                score.candidates = [
+                    list(zip(self.tgt_vocab.decode(row_ids), row_log_probs, strict=True))
+                    for row_ids, row_log_probs in zip(
+                        scored.top_ids.tolist(), scored.top_log_probs.tolist(), strict=True
+                    )
+                ]
+            scores.append(score)
         return scores
 
     def _source_batch(self, src_tokens: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -182,3 +182,39 @@ def test_a_subword_prefix_is_the_pieces_of_its_text():
     (t,) = subword.translate(["We are happy."], DecodeOptions(beam_size=2), prefix=["Nous sommes"])
     assert t.tokens[: len(pieces.tokenize("Nous sommes"))] == pieces.tokenize("Nous sommes")
     assert t.text.startswith("Nous sommes")
+
+
+# ---- the likeliest tokens at each position (the explorer's alternatives) ----------------------------
+
+
+def test_candidates_are_the_likeliest_tokens_given_the_tokens_before(translator):
+    (s,) = translator.score(["She loves cats."], ["Elle aime les chats ."], top_k=4)
+    src = torch.tensor([translator.src_vocab.encode(s.src_tokens)])
+    target = torch.tensor([[Vocabulary.sos_id, *translator.tgt_vocab.encode(s.tokens)]])
+    with torch.no_grad():
+        logits, _ = translator.model(src, torch.zeros_like(src, dtype=torch.bool), target[:, :-1])
+    log_probs = torch.log_softmax(logits.float(), -1)[0]  # (T, V)
+    log_probs[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")  # never generated: never offered
+    best = log_probs.topk(4, dim=-1)
+    assert len(s.candidates) == len(s.tokens)
+    for i, candidates in enumerate(s.candidates):
+        assert [token for token, _ in candidates] == translator.tgt_vocab.decode(best.indices[i].tolist())
+        np.testing.assert_allclose([lp for _, lp in candidates], best.values[i].numpy(), atol=1e-4)
+        if s.tokens[i] in dict(candidates):  # the token read there has the same log p as its candidate
+            assert dict(candidates)[s.tokens[i]] == pytest.approx(s.log_probs[i], abs=1e-5)
+    assert translator.score(["She loves cats."], ["Elle aime les chats ."])[0].candidates == []
+
+
+def test_a_greedy_translation_takes_the_first_candidate_at_every_position(translator):
+    prefix = ["", "Elle", "", ""]
+    translations = translator.translate(SENTENCES, DecodeOptions(beam_size=1), prefix=prefix)
+    scores = translator.score_translations(translations, top_k=3, batch_size=2)
+    for p, t, s in zip(prefix, translations, scores, strict=True):
+        assert s.tokens == t.tokens and s.total == pytest.approx(t.score, abs=1e-4)
+        chosen = slice(len(tokenize(p)), -1)  # a prefix word is forced, and <eos> may be (out of room)
+        assert [c[0][0] for c in s.candidates[chosen]] == t.tokens[chosen]
+
+
+def test_a_negative_top_k_is_refused_naming_it(translator):
+    with pytest.raises(AttnmtError, match="top_k: must be at least 0, got -1"):
+        translator.score(["Hi."], ["Salut ."], top_k=-1)
