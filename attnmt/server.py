@@ -1,10 +1,11 @@
 """``attnmt serve``: translation over HTTP, batched under load, and a web page to explore attention.
 
     POST /translate     {"sentences": ["..."], "model": NAME, "beam": 5, "n_best": 1, "alpha": 1.0,
-                         "attention": false, "prefix": ["..."]}   (decoding defaults: DecodeOptions;
-                         prefix: optional, one per sentence, the text its translation begins with)
-    POST /score         {"sources": ["..."], "targets": ["..."], "model": NAME, "attention": false}:
-                         how probable the model finds each target, token by token
+                         "attention": false, "prefix": ["..."], "top_k": 0}   (decoding defaults:
+                         DecodeOptions; prefix: optional, one per sentence, the text its translation
+                         begins with; top_k: each token's log p and the k likeliest tokens in its place)
+    POST /score         {"sources": ["..."], "targets": ["..."], "model": NAME, "attention": false,
+                         "top_k": 0}: how probable the model finds each target, token by token
     GET  /models        the loaded models and what they are
     GET  /health        {"status": "ok"}
     GET  /              the web page (attnmt/resources/web: no build step, nothing from the internet)
@@ -35,7 +36,9 @@ from starlette.exceptions import HTTPException
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict from Python 3.12 only
 
 from attnmt.errors import AttnmtError
+from attnmt.tokenization import Tokenizer
 from attnmt.translator import DecodeOptions, Score, Translation, Translator
+from attnmt.vocab import EOS, UNK
 
 WEB = Path(__file__).parent / "resources" / "web"
 DEFAULTS = DecodeOptions()
@@ -47,6 +50,7 @@ class Limits:
     max_chars: int = 1000  # per sentence
     max_body_bytes: int = 1 << 20
     max_beam: int = 16
+    max_top_k: int = 20  # likeliest tokens per position a request may ask for
     timeout: float = 60.0  # seconds a request may wait for its translations
     max_batch: int = 64  # sentences per model call; 1 turns batching off
     batch_window: float = 0.005  # seconds the worker waits for more requests to join a batch
@@ -71,6 +75,9 @@ class TranslateRequest(BaseModel):
     prefix: list[StrictStr] | None = Field(
         None, description='one per sentence: the text its translation begins with ("" for none)'
     )
+    top_k: StrictInt = Field(
+        0, description="also each token's log p and the k likeliest tokens in its place (0: neither)"
+    )
 
 
 class ScoreRequest(BaseModel):
@@ -79,6 +86,27 @@ class ScoreRequest(BaseModel):
     targets: list[StrictStr] = Field(description="one translation per source, to score")
     model: StrictStr | None = Field(None, description="a loaded model's name (default: the first)")
     attention: StrictBool = Field(False, description="also return the attention weights")
+    top_k: StrictInt = Field(0, description="also the k likeliest tokens at each position (0: none)")
+
+
+class Candidate(TypedDict):
+    token: str
+    log_prob: float
+    prefix: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="the text a translation begins with if it takes this token here (for a "
+                "`prefix`); absent for <eos> and <unk>"
+            ),
+        ]
+    ]
+
+
+CANDIDATES = Field(
+    description="per token, the k tokens the model finds likeliest in its place given the tokens before "
+    "it, best first (top_k > 0)"
+)
 
 
 class ScoreOut(TypedDict):
@@ -92,6 +120,7 @@ class ScoreOut(TypedDict):
             Field(description="target × source weights (on request; absent for a model without attention)"),
         ]
     ]
+    candidates: NotRequired[Annotated[list[list[Candidate]], CANDIDATES]]
 
 
 class ScoreResponse(TypedDict):
@@ -116,6 +145,10 @@ class TranslationOut(TypedDict):
     ]
     src_tokens: NotRequired[Annotated[list[str], Field(description="source tokens, <eos> last")]]
     tokens: NotRequired[Annotated[list[str], Field(description="target tokens, <eos> last")]]
+    log_probs: NotRequired[
+        Annotated[list[float], Field(description="log p of each token given those before it (top_k > 0)")]
+    ]
+    candidates: NotRequired[Annotated[list[list[Candidate]], CANDIDATES]]
     attention: NotRequired[
         Annotated[
             list[list[float]],
@@ -161,6 +194,7 @@ class _Job:
     future: asyncio.Future
     prefix: list[str] | None = None  # one per sentence, or none at all
     targets: list[str] | None = None  # one per sentence, to score
+    top_k: int = 0  # candidates per scored position
 
 
 @dataclass
@@ -177,8 +211,10 @@ class Batcher:
     ) -> list[list[Translation]]:
         return await self._submit(_Job(sentences, options, self._future(), prefix=prefix))
 
-    async def score(self, sources: list[str], targets: list[str]) -> list[Score]:
-        return await self._submit(_Job(sources, None, self._future(), targets=targets))
+    async def score(self, sources: list[str], targets: list[str], top_k: int = 0) -> list[Score]:
+        """Scores with up to ``top_k`` candidates per position (a call shared with other scoring requests
+        finds as many as the most any of them asks for)."""
+        return await self._submit(_Job(sources, None, self._future(), targets=targets, top_k=top_k))
 
     @staticmethod
     def _future() -> asyncio.Future:
@@ -235,7 +271,8 @@ class Batcher:
         sentences = [s for job in jobs for s in job.sentences]
         if options is None:
             targets = [t for job in jobs for t in job.targets]
-            return self.translator.score(sentences, targets, batch_size=self.limits.max_batch)
+            top_k = max(job.top_k for job in jobs)
+            return self.translator.score(sentences, targets, batch_size=self.limits.max_batch, top_k=top_k)
         prefix = None
         if any(job.prefix is not None for job in jobs):
             prefix = [p for job in jobs for p in (job.prefix or [""] * len(job.sentences))]
@@ -281,27 +318,34 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
         if request.prefix is not None:
             _check_one_each(request.prefix, limits, "prefix", len(request.sentences), "sentences")
         options = _decode_options(request, limits)
+        _check_top_k(request.top_k, limits)
         results = await _in_time(limits, batchers[name].translate(request.sentences, options, request.prefix))
+        best = [n_best[0] for n_best in results]
         translator = models[name]
-        if request.attention:  # one extra pass per sentence, off the event loop
+        if request.attention or request.top_k:  # one extra pass per sentence, off the event loop
             loop = asyncio.get_running_loop()
-            maps = await loop.run_in_executor(
-                executor, lambda: [translator.attention_maps(r[0]) for r in results]
+            maps, scores = await loop.run_in_executor(
+                executor, lambda: _read_again(translator, best, request, limits.max_batch)
             )
         else:
-            maps = [None] * len(results)
-        translations = [_output(r, m, request) for r, m in zip(results, maps, strict=True)]
+            maps, scores = [None] * len(best), [None] * len(best)
+        translations = [_output(r, m, s, request) for r, m, s in zip(results, maps, scores, strict=True)]
         return JSONResponse(TranslateResponse(model=name, translations=translations))
 
     @app.post("/score", response_model=ScoreResponse)
     async def score(request: ScoreRequest) -> JSONResponse:
         """How probable one model finds each target as the translation of its source: the
-        log-probability of each token (forced decoding), the total, and the attention on request."""
+        log-probability of each token (forced decoding), the total, the attention and the likeliest
+        tokens at each position on request."""
         name = _loaded(request.model, models)
         _check_sentences(request.sources, limits, "sources")
         _check_one_each(request.targets, limits, "targets", len(request.sources), "sources")
-        results = await _in_time(limits, batchers[name].score(request.sources, request.targets))
-        scores = [_score_output(r, request.attention) for r in results]
+        _check_top_k(request.top_k, limits)
+        results = await _in_time(
+            limits, batchers[name].score(request.sources, request.targets, request.top_k)
+        )
+        tokenizer = models[name].tgt_tokenizer
+        scores = [_score_output(r, request.attention, request.top_k, tokenizer) for r in results]
         return JSONResponse(ScoreResponse(model=name, scores=scores))
 
     @app.get("/models", response_model=list[ModelInfo])
@@ -383,6 +427,23 @@ def _check_one_each(texts: list[str], limits: Limits, name: str, count: int, of:
             raise ApiError(413, f"{name}[{i}]: {len(text)} characters, the limit is {limits.max_chars}")
 
 
+def _check_top_k(top_k: int, limits: Limits) -> None:
+    if not 0 <= top_k <= limits.max_top_k:
+        raise ApiError(422, f"top_k: must be between 0 and {limits.max_top_k}, got {top_k}")
+
+
+def _read_again(
+    translator: Translator, best: list[Translation], request: TranslateRequest, batch_size: int
+) -> tuple[list[dict | None], list[ScoreOut | None]]:
+    """What a translation request asks for beyond the text, read from each best translation again: every
+    attention map (``attention``), and each token's log p with its candidates (``top_k``)."""
+    maps = [translator.attention_maps(t) if request.attention else None for t in best]
+    if not request.top_k:
+        return maps, [None] * len(best)
+    scores = translator.score_translations(best, batch_size=batch_size, top_k=request.top_k)
+    return maps, [_score_output(s, False, request.top_k, translator.tgt_tokenizer) for s in scores]
+
+
 def _decode_options(request: TranslateRequest, limits: Limits) -> DecodeOptions:
     """The request's decoding options, within this server's limits on beam and alpha."""
     if not 1 <= request.beam <= limits.max_beam:
@@ -395,27 +456,52 @@ def _decode_options(request: TranslateRequest, limits: Limits) -> DecodeOptions:
         raise ApiError(422, str(e)) from None
 
 
-def _output(n_best: list[Translation], maps: dict | None, request: TranslateRequest) -> TranslationOut:
+def _output(
+    n_best: list[Translation],
+    maps: dict | None,
+    score: ScoreOut | None,
+    request: TranslateRequest,
+) -> TranslationOut:
     """One sentence's answer; what does not apply (alternatives, attention of a model without) is left out."""
     best = n_best[0]
     out = TranslationOut(text=best.text, score=best.score)
     if request.n_best > 1:
         out["alternatives"] = [Alternative(text=t.text, score=t.score) for t in n_best]
-    if request.attention:
+    if request.attention or score is not None:
         out["src_tokens"], out["tokens"] = best.src_tokens, best.tokens
+    if request.attention:
         if best.attention is not None:
             out["attention"] = best.attention.round(4).tolist()
         out["maps"] = {kind: weights.round(4).tolist() for kind, weights in (maps or {}).items()}
+    if score is not None:
+        out["log_probs"], out["candidates"] = score["log_probs"], score["candidates"]
     return out
 
 
-def _score_output(score: Score, attention: bool) -> ScoreOut:
+def _score_output(score: Score, attention: bool, top_k: int, tokenizer: Tokenizer) -> ScoreOut:
     out = ScoreOut(
         tokens=score.tokens, src_tokens=score.src_tokens, log_probs=score.log_probs, total=score.total
     )
     if attention and score.attention is not None:
         out["attention"] = score.attention.round(4).tolist()
+    if top_k:
+        out["candidates"] = _candidates(score, top_k, tokenizer)
     return out
+
+
+def _candidates(score: Score, top_k: int, tokenizer: Tokenizer) -> list[list[Candidate]]:
+    """The ``top_k`` likeliest tokens at each position of ``score``, each with the text a translation
+    taking it there begins with (``prefix``), except for ``<eos>`` and ``<unk>``, which no prefix holds."""
+    rows = []
+    for i, candidates in enumerate(score.candidates):
+        row = []
+        for token, log_prob in candidates[:top_k]:
+            candidate = Candidate(token=token, log_prob=log_prob)
+            if token not in (EOS, UNK):
+                candidate["prefix"] = tokenizer.detokenize([*score.tokens[:i], token])
+            row.append(candidate)
+        rows.append(row)
+    return rows
 
 
 def _info(name: str, translator: Translator) -> ModelInfo:

@@ -124,7 +124,7 @@ def test_models_health_and_openapi(client):
     assert info["gru"]["attention"] == "additive" and info["gru"]["parameters"] > 0
     schema = client.get("/openapi.json").json()
     request = schema["components"]["schemas"]["TranslateRequest"]["properties"]
-    assert {"sentences", "model", "beam", "n_best", "alpha", "attention", "prefix"} == set(request)
+    assert {"sentences", "model", "beam", "n_best", "alpha", "attention", "prefix", "top_k"} == set(request)
     assert {"/translate", "/score", "/models", "/health"} <= set(schema["paths"])
     assert client.get("/docs").status_code == 404  # its page would load scripts from a CDN
 
@@ -141,7 +141,7 @@ class _SlowEcho:
     """A stand-in translator: records each call's sentences, answers each with its own text."""
 
     def __init__(self, seconds: float):
-        self.seconds, self.calls, self.prefixes, self.scored = seconds, [], [], []
+        self.seconds, self.calls, self.prefixes, self.scored, self.top_ks = seconds, [], [], [], []
 
     def translate_n_best(self, sentences, options, *, batch_size, prefix=None):
         self.calls.append(list(sentences))
@@ -149,8 +149,9 @@ class _SlowEcho:
         time.sleep(self.seconds)
         return [[Translation(s.upper(), [], [], -1.0, None)] for s in sentences]
 
-    def score(self, sources, targets, *, batch_size):
+    def score(self, sources, targets, *, batch_size, top_k=0):
         self.scored.append(list(zip(sources, targets, strict=True)))
+        self.top_ks.append(top_k)
         time.sleep(self.seconds)
         return [
             Score([t, "<eos>"], [s, "<eos>"], [-1.0, -0.5], -1.5, None)
@@ -352,3 +353,78 @@ def test_a_score_that_waits_too_long_is_answered_504():
     with TestClient(create_app({"slow": _SlowEcho(0.5)}, Limits(timeout=0.1))) as client:
         response = client.post("/score", json={"sources": ["Hi."], "targets": ["Salut."]})
     assert response.status_code == 504
+
+
+# ---- the likeliest tokens at each position: the explorer's alternatives ------------------------------
+
+
+@pytest.mark.parametrize("name", ["gru", "transformer"])
+def test_top_k_gives_each_tokens_log_p_and_alternatives_whose_prefix_continues_the_translation(client, name):
+    body = {"sentences": ["She loves cats."], "model": name, "beam": 1, "top_k": 3}
+    t = client.post("/translate", json=body).json()["translations"][0]
+    assert len(t["log_probs"]) == len(t["candidates"]) == len(t["tokens"])
+    assert sum(t["log_probs"]) == pytest.approx(t["score"], abs=1e-4)
+    assert all(len(row) == 3 for row in t["candidates"])
+    assert [row[0]["token"] for row in t["candidates"][:-1]] == t["tokens"][:-1]  # greedy took the first
+    assert "attention" not in t and "maps" not in t  # only on request
+    picked = next(c for c in t["candidates"][1][1:] if "prefix" in c)  # another word in second place
+    assert picked["prefix"].split()[-1] == picked["token"] or picked["token"] in picked["prefix"]
+    body |= {"prefix": [picked["prefix"]], "attention": True}
+    again = client.post("/translate", json=body).json()["translations"][0]
+    assert again["tokens"][:2] == [t["tokens"][0], picked["token"]]
+    assert again["text"].startswith(picked["prefix"])
+    assert again["candidates"][1][0]["log_prob"] == pytest.approx(t["candidates"][1][0]["log_prob"], abs=1e-4)
+    assert np.shape(again["attention"]) == (len(again["tokens"]), len(again["src_tokens"]))
+
+
+@pytest.mark.parametrize("name", ["gru", "transformer"])
+def test_score_with_top_k_equals_python(client, models, name):
+    sources, targets = ["We are happy.", "She loves cats."], ["Nous sommes heureux.", "Elle aime Zorglub."]
+    body = {"sources": sources, "targets": targets, "model": name, "top_k": 2}
+    got = client.post("/score", json=body).json()["scores"]
+    expected = models[name].score(sources, targets, top_k=2)
+    for g, e in zip(got, expected, strict=True):
+        assert [[c["token"] for c in row] for row in g["candidates"]] == [
+            [t for t, _ in r] for r in e.candidates
+        ]
+        np.testing.assert_allclose(
+            [[c["log_prob"] for c in row] for row in g["candidates"]],
+            [[lp for _, lp in r] for r in e.candidates],
+        )
+        for row in g["candidates"]:  # no text can begin with the end or an unknown word
+            assert all(("prefix" in c) == (c["token"] not in ("<eos>", "<unk>")) for c in row)
+    assert "candidates" not in client.post("/score", json=body | {"top_k": 0}).json()["scores"][0]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/translate", {"sentences": ["Hi."], "top_k": 21}, "top_k: must be between 0 and 20, got 21"),
+        ("/translate", {"sentences": ["Hi."], "top_k": -1}, "top_k: must be between 0 and 20, got -1"),
+        ("/translate", {"sentences": ["Hi."], "top_k": "3"}, "top_k: Input should be a valid integer"),
+        (
+            "/score",
+            {"sources": ["Hi."], "targets": ["Salut."], "top_k": 99},
+            "top_k: must be between 0 and 20",
+        ),
+    ],
+)
+def test_top_k_is_bounded(client, path, body, message):
+    response = client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert message in response.json()["error"]["message"]
+
+
+def test_scoring_requests_with_different_top_k_share_a_call_at_the_largest():
+    model = _SlowEcho(0.02)
+    batcher = Batcher(model, Limits(max_batch=8, batch_window=0.05), ThreadPoolExecutor(1))
+
+    async def main():
+        task = asyncio.create_task(batcher.run())
+        try:
+            return await asyncio.gather(batcher.score(["a"], ["A"], 1), batcher.score(["b"], ["B"], 5))
+        finally:
+            task.cancel()
+
+    asyncio.run(main())
+    assert model.scored == [[("a", "A"), ("b", "B")]] and model.top_ks == [5]
