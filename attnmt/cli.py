@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = _shared_options()
     for add_command in (_add_demo, _add_train, _add_translate, _add_score, _add_evaluate, _add_attention,
-                        _add_download, _add_curves, _add_average, _add_serve):  # fmt: skip
+                        _add_download, _add_curves, _add_average, _add_export, _add_serve):  # fmt: skip
         add_command(commands, shared)
     return parser
 
@@ -257,6 +257,20 @@ def _add_average(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     average.set_defaults(func=_average)
 
 
+def _add_export(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    from attnmt.export import QUANTIZATIONS
+
+    export = commands.add_parser(
+        "export", help="a Transformer as a CTranslate2 model directory (translate, evaluate, serve run it)"
+    )
+    export.add_argument("model_dir", type=Path)
+    export.add_argument("--to", choices=("ctranslate2",), required=True, help="the engine to export to")
+    export.add_argument("-o", "--output", type=Path, required=True, help="the new model directory")
+    export.add_argument("--quantization", choices=QUANTIZATIONS, default="float32",
+                        help="how the weights are stored and computed (default float32; int8: fastest on CPUs)")  # fmt: skip
+    export.set_defaults(func=_export)
+
+
 def _add_serve(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     serve = commands.add_parser(
         "serve", parents=[shared.device], help="translate over HTTP, with a web page to explore attention"
@@ -316,17 +330,34 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _load(args: argparse.Namespace, model_dir: Path | None = None):
+    from attnmt.ctranslate2_model import CTranslate2Translator
     from attnmt.device import quantize_int8, select_device
     from attnmt.modeldir import load_model
 
     device = select_device(args.device, source="--device")
     translator = load_model(model_dir or args.model_dir)
+    if isinstance(translator, CTranslate2Translator):
+        _check_engine_options(args, device, translator.quantization)
+        return translator
     translator.model.to(device)
     if getattr(args, "int8", False):
         if device.type != "cpu":
             raise AttnmtError(f"--int8: runs on the CPU only, not on {device} (add --device cpu)")
         translator.model = quantize_int8(translator.model.eval())
     return translator
+
+
+def _check_engine_options(args: argparse.Namespace, device, quantization: str) -> None:
+    """A CTranslate2 export runs on the CPU, computing as exported: --device and --int8 cannot change it."""
+    if device.type != "cpu" and args.device != "auto":
+        raise AttnmtError(
+            f"--device {args.device}: a CTranslate2 export runs on the CPU here (use --device cpu)"
+        )
+    if getattr(args, "int8", False):
+        raise AttnmtError(
+            f"--int8: a CTranslate2 export computes as exported ({quantization}); "
+            "export with --quantization int8 instead"
+        )
 
 
 def _decode_options(args: argparse.Namespace) -> DecodeOptions:
@@ -473,6 +504,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _attention(args: argparse.Namespace) -> None:
     from attnmt.alignment import hard_alignment, pharaoh
     from attnmt.plotting import plot_attention
+    from attnmt.translator import Translator
 
     sentences = (
         args.text
@@ -486,6 +518,11 @@ def _attention(args: argparse.Namespace) -> None:
         _picture_dir(args.output)
     translator = _load(args)
     _require_attention(translator, args.model_dir)
+    if not isinstance(translator, Translator) and (args.layer or args.head):
+        raise AttnmtError(
+            f"--{'layer' if args.layer else 'head'}: {args.model_dir} is a CTranslate2 export, which returns "
+            "only the last layer's cross-attention averaged over its heads"
+        )
     translations = translator.translate(sentences, _decode_options(args), batch_size=args.batch_size)
     for number, t in enumerate(translations, 1):
         if not t.tokens:  # an empty line
@@ -520,10 +557,13 @@ def _pick_layer_and_head(weights, layer: int | None, head: int | None):
 def _average(args: argparse.Namespace) -> None:
     from attnmt.checkpoint import average_checkpoints
     from attnmt.modeldir import load_model, save_model
+    from attnmt.translator import Translator
 
     if args.output.exists() and (not args.output.is_dir() or any(args.output.iterdir())):
         raise AttnmtError(f"{args.output}: exists and is not empty; choose a new directory")
     translator = load_model(args.model_dir)
+    if not isinstance(translator, Translator):
+        raise AttnmtError(f"{args.model_dir}: a CTranslate2 export; average the model it was exported from")
     translator.model.load_state_dict(average_checkpoints(args.model_dir, args.last))
     save_model(translator, args.output)
     print(f"{args.output}: the mean of the last {args.last} checkpoints of {args.model_dir}")
@@ -553,6 +593,13 @@ def _serve(args: argparse.Namespace) -> None:
         f"attnmt: serving {', '.join(models)} on http://{args.host}:{args.port}/", file=sys.stderr, flush=True
     )
     serve(models, args.host, args.port, limits)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from attnmt.export import export_ctranslate2
+
+    export_ctranslate2(args.model_dir, args.output, args.quantization)
+    print(f"{args.output}: {args.model_dir} for CTranslate2, weights {args.quantization}", file=sys.stderr)
 
 
 def _download(args: argparse.Namespace) -> None:

@@ -6,26 +6,36 @@
     src.spm, tgt.spm       SentencePiece models (subword tokenizers only)
     model-<hash>.safetensors   the weights (safetensors: loading never runs code, unlike pickle)
 
+A model exported with ``attnmt export --to ctranslate2`` (:mod:`attnmt.export`) is a model directory
+too: ``config.yaml`` says ``engine: ctranslate2``, the weights are CTranslate2's ``model.bin``, and
+:func:`load_model` returns a :class:`attnmt.ctranslate2_model.CTranslate2Translator`.
+
 Files are written atomically and ``config.yaml`` last.  The weights file is named after its content, so
 replacing a model never overwrites the weights that the current ``config.yaml`` names: a run killed at
 any moment leaves a directory that loads (the old model or the new one).
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import safetensors
 import safetensors.torch
 import yaml
 
-from attnmt.config import config_from_dict
+from attnmt.config import Config, config_from_dict
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_bytes, atomic_write_text, sha256, sha256_bytes
-from attnmt.model import build_model
+from attnmt.model import Seq2Seq, build_model
 from attnmt.tokenization import SubwordTokenizer, WordTokenizer
 from attnmt.translator import Translator
 from attnmt.vocab import Vocabulary
 
+if TYPE_CHECKING:
+    from attnmt.ctranslate2_model import CTranslate2Translator
+
 FORMAT_VERSION = 2
+ENGINES = ("pytorch", "ctranslate2")  # config.yaml's engine: absent is pytorch
+CTRANSLATE2_FILES = ("model.bin", "config.json")  # besides CTranslate2's vocabularies
 CONFIG, SRC_VOCAB, TGT_VOCAB, SRC_SPM, TGT_SPM = (
     "config.yaml",
     "src_vocab.json",
@@ -61,7 +71,7 @@ def save_model(translator: Translator, directory: Path) -> None:
             old.unlink()
 
 
-def load_model(directory: Path) -> Translator:
+def load_model(directory: Path) -> "Translator | CTranslate2Translator":
     """Load and check a model directory; any problem is an :class:`AttnmtError` naming the file."""
     directory = Path(directory)
     if not directory.exists():
@@ -71,23 +81,36 @@ def load_model(directory: Path) -> Translator:
     header = _read_header(directory / CONFIG)
     config = config_from_dict(header["config"], source=str(directory / CONFIG))
     subwords = config.data.tokenizer != "word"
-    for name in [SRC_VOCAB, TGT_VOCAB, header["weights"], *([SRC_SPM, TGT_SPM] if subwords else [])]:
+    names = [SRC_VOCAB, TGT_VOCAB, *([SRC_SPM, TGT_SPM] if subwords else [])]
+    if header["engine"] == "ctranslate2":
+        names += [n for n in header["files"] if n not in names]  # model.bin, config.json, vocabularies
+        names += [n for n in CTRANSLATE2_FILES if n not in names]
+    else:
+        names.append(header["weights"])
+    for name in names:
         path = directory / name
         if not path.is_file():
             raise AttnmtError(f"{path}: missing from the model directory")
         if sha256(path) != header["files"].get(name):
             raise AttnmtError(f"{path}: checksum does not match {CONFIG}: the file is corrupt or was changed")
-    src_vocab, tgt_vocab = Vocabulary.load(directory / SRC_VOCAB), Vocabulary.load(directory / TGT_VOCAB)
+    vocabularies = Vocabulary.load(directory / SRC_VOCAB), Vocabulary.load(directory / TGT_VOCAB)
     if subwords:
-        src_tokenizer = SubwordTokenizer.load(directory / SRC_SPM)
-        tgt_tokenizer = SubwordTokenizer.load(directory / TGT_SPM)
+        tokenizers = SubwordTokenizer.load(directory / SRC_SPM), SubwordTokenizer.load(directory / TGT_SPM)
     else:
-        src_tokenizer, tgt_tokenizer = (
-            WordTokenizer(config.data.src_lang),
-            WordTokenizer(config.data.tgt_lang),
-        )
+        tokenizers = WordTokenizer(config.data.src_lang), WordTokenizer(config.data.tgt_lang)
+    if header["engine"] == "ctranslate2":
+        from attnmt.ctranslate2_model import load_ctranslate2
+
+        return load_ctranslate2(directory, header, config, vocabularies, tokenizers)
+    return Translator(
+        _load_weights(directory / header["weights"], config, vocabularies), *vocabularies, *tokenizers, config
+    )
+
+
+def _load_weights(weights: Path, config: Config, vocabularies: tuple[Vocabulary, Vocabulary]) -> Seq2Seq:
+    """The configured model with the weights of ``weights`` (a safetensors file), in eval mode."""
+    src_vocab, tgt_vocab = vocabularies
     model = build_model(config.model, len(src_vocab), len(tgt_vocab), config.data.joint_vocab)
-    weights = directory / header["weights"]
     try:
         state = safetensors.torch.load_file(weights)
     except (safetensors.SafetensorError, OSError, ValueError) as e:
@@ -98,7 +121,7 @@ def load_model(directory: Path) -> Translator:
         bad = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
         raise AttnmtError(f"{weights}: weights do not fit the configured model ({bad[0]})")
     model.load_state_dict(state)
-    return Translator(model.eval(), src_vocab, tgt_vocab, src_tokenizer, tgt_tokenizer, config)
+    return model.eval()
 
 
 def _read_header(path: Path) -> dict:
@@ -108,16 +131,26 @@ def _read_header(path: Path) -> dict:
         raise AttnmtError(f"{path}: missing; this is not an attnmt model directory") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         raise AttnmtError(f"{path}: not valid YAML") from None
-    if not isinstance(header, dict) or not {"format_version", "weights", "files", "config"} <= header.keys():
+    if not isinstance(header, dict) or not {"format_version", "files", "config"} <= header.keys():
         raise AttnmtError(f"{path}: expected keys format_version, weights, files and config")
     if header["format_version"] != FORMAT_VERSION:
         raise AttnmtError(
             f"{path}: format_version {header['format_version']!r} is not supported "
             f"(this attnmt reads {FORMAT_VERSION})"
         )
-    if not isinstance(header["files"], dict):
+    if not isinstance(header["files"], dict) or not all(
+        isinstance(n, str) and Path(n).name == n and n != CONFIG for n in header["files"]
+    ):
         raise AttnmtError(f"{path}: files: expected a mapping of file name to SHA-256")
-    weights = header["weights"]
-    if not isinstance(weights, str) or Path(weights).name != weights or not weights.endswith(".safetensors"):
-        raise AttnmtError(f"{path}: weights: expected a .safetensors file name in the model directory")
+    header.setdefault("engine", "pytorch")
+    if header["engine"] not in ENGINES:
+        raise AttnmtError(f"{path}: engine {header['engine']!r} is not one of {', '.join(ENGINES)}")
+    if header["engine"] == "pytorch":
+        weights = header.get("weights")
+        if (
+            not isinstance(weights, str)
+            or Path(weights).name != weights
+            or not weights.endswith(".safetensors")
+        ):
+            raise AttnmtError(f"{path}: weights: expected a .safetensors file name in the model directory")
     return header

@@ -160,6 +160,18 @@ def _bad_config_value(d):
     _write_header(d, header)
 
 
+def _unknown_engine(d):
+    header = _header(d)
+    header["engine"] = "onnx"
+    _write_header(d, header)
+
+
+def _weights_key_missing(d):
+    header = _header(d)
+    del header["weights"]
+    _write_header(d, header)
+
+
 def _hidden_size_changed(d):
     header = _header(d)
     header["config"]["model"]["hidden_size"] = 32
@@ -181,6 +193,12 @@ def _hidden_size_changed(d):
         pytest.param(_config_not_mapping, "config.yaml", "format_version", id="config-not-mapping"),
         pytest.param(_bad_config_value, "config.yaml", "model.attention", id="bad-config-value"),
         pytest.param(_hidden_size_changed, WEIGHTS, "do not fit", id="hidden-size-changed"),
+        pytest.param(
+            _unknown_engine, "config.yaml", "engine 'onnx' is not one of pytorch, ctranslate2", id="engine"
+        ),
+        pytest.param(
+            _weights_key_missing, "config.yaml", "weights: expected a .safetensors", id="weights-key"
+        ),
     ],
 )
 def test_damaged_model_is_refused_naming_the_file(model_dir, damage, file, message):

@@ -1,0 +1,292 @@
+"""A Transformer exported with ``attnmt export --to ctranslate2``, translating through CTranslate2.
+
+:class:`CTranslate2Translator` has the public methods the command line and the server use from
+:class:`attnmt.translator.Translator` — ``translate``, ``translate_n_best``, ``score``,
+``attention_maps``, ``replace_unknowns`` — and returns the same :class:`Translation` and :class:`Score`.
+How each of attnmt's search rules is kept:
+
+- *Lengths.*  At most 2 × (source tokens + ``<eos>``) + 10 words, then ``<eos>``
+  (:func:`attnmt.search.max_output_lengths`): sentences are batched by source length, so every
+  sentence of a CTranslate2 call has its own bound.  CTranslate2 stops at the bound without ``<eos>``;
+  such a hypothesis is closed here with ``<eos>`` and its log-probability (``score_batch``), as attnmt
+  closes it.  ``<pad>`` and ``<sos>`` are never written (``suppress_sequences``); ``<eos>`` may come
+  first (an empty translation), as in attnmt.
+- *Length penalty.*  attnmt ranks ended hypotheses by log p / ((5 + |Y|) / 6)^α (GNMT, |Y| counting
+  ``<eos>``); CTranslate2's own penalty is log p / |Y|^α.  So CTranslate2 searches with its penalty off
+  (ranking by log p), returns all ``beam_size`` ended hypotheses, and they are ranked here by attnmt's
+  penalty.  With α > 0 attnmt's beam may keep a longer hypothesis that CTranslate2 dropped on log p:
+  the best translations were the same on 680 of the toy set's 682 sentences at beam 5, α = 1 (tested;
+  CTranslate2's own penalty during search agreed less: 678).
+- *Scores* are log-probabilities with ``<eos>`` included, the forced prefix's too, as attnmt's, with
+  one difference: CTranslate2 rules ``<pad>`` and ``<sos>`` out *before* its softmax, attnmt after, so a
+  translation's score is higher by what the model gives those two (up to 0.04 on the toy model of
+  tests/test_export.py).  ``score`` reads given translations with ``score_batch``: attnmt's numbers.
+- *Beam search* stops when it has ``beam_size`` ended hypotheses (attnmt: when ``n_best`` of them rank
+  above the best live one), so below the best, an n-best list may hold other alternatives.
+- *Attention* is the last decoder layer's cross-attention averaged over all heads (the export sets
+  ``alignment_layer=-1, alignment_heads=heads``): the weights attnmt's own search returns.  CTranslate2
+  returns no other layer or head, so :meth:`~CTranslate2Translator.attention_maps` has only ``cross``,
+  as one layer and one head: that average.
+"""
+
+import dataclasses
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from attnmt.alignment import replace_unknowns
+from attnmt.config import Config
+from attnmt.errors import AttnmtError
+from attnmt.search import length_penalty
+from attnmt.tokenization import Tokenizer
+from attnmt.translator import DecodeOptions, Score, Translation
+from attnmt.vocab import EOS, PAD, SOS, Vocabulary
+
+NEVER_WRITTEN = [[PAD], [SOS]]  # as attnmt.search.constrain
+DEFAULT_OPTIONS = DecodeOptions()
+
+
+class EngineCard:
+    """What callers ask of ``translator.model`` besides translating: whether it has attention (it does)
+    and its parameters, counted by the model it was exported from (``parameters()`` yields one
+    storage-less tensor of that many elements)."""
+
+    has_attention = True
+
+    def __init__(self, parameter_count: int):
+        self.parameter_count = parameter_count
+
+    def parameters(self) -> Iterator[torch.Tensor]:
+        yield torch.empty(self.parameter_count, device="meta")
+
+
+@dataclass
+class _Hypothesis:
+    tokens: list[str]  # target tokens, <eos> last
+    score: float  # log-probability, <eos> included
+    attention: np.ndarray  # (len(tokens), S)
+
+
+@dataclass
+class CTranslate2Translator:
+    """An exported model: a ``ctranslate2.Translator`` with attnmt's vocabularies, tokenizers and config."""
+
+    engine: Any  # ctranslate2.Translator
+    src_vocab: Vocabulary
+    tgt_vocab: Vocabulary
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    config: Config
+    quantization: str  # as exported: int8, int8_float32, int16, float32, bfloat16
+    parameter_count: int
+
+    @property
+    def model(self) -> EngineCard:
+        return EngineCard(self.parameter_count)
+
+    def translate(
+        self,
+        sentences: list[str],
+        options: DecodeOptions = DEFAULT_OPTIONS,
+        *,
+        batch_size: int = 64,
+        prefix: list[str] | None = None,
+    ) -> list[Translation]:
+        """The best translation of each sentence, in input order (see :meth:`translate_n_best`)."""
+        n_bests = self.translate_n_best(sentences, options, batch_size=batch_size, prefix=prefix)
+        return [n_best[0] for n_best in n_bests]
+
+    def translate_n_best(
+        self,
+        sentences: list[str],
+        options: DecodeOptions = DEFAULT_OPTIONS,
+        *,
+        batch_size: int = 64,
+        prefix: list[str] | None = None,
+    ) -> list[list[Translation]]:
+        """The ``options.n_best`` best translations of each sentence, best first, in input order;
+        ``prefix`` (one text per sentence, "" for none): what each translation begins with
+        (CTranslate2's ``target_prefix``), as :meth:`attnmt.translator.Translator.translate_n_best`."""
+        if batch_size < 1:
+            raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
+        sources = [[*self.src_tokenizer.tokenize(s), EOS] for s in sentences]
+        prefixes = None if prefix is None else self._target_tokens(prefix, len(sentences), "prefix")
+        results: list[list[Translation]] = [[] for _ in sentences]
+        for chunk in _same_length_batches(sources, batch_size):
+            chunk_prefixes = None if prefixes is None else [prefixes[i] for i in chunk]
+            n_bests = self._search([sources[i] for i in chunk], options, chunk_prefixes)
+            for i, n_best in zip(chunk, n_bests, strict=True):
+                results[i] = [self._translation(sources[i], h) for h in n_best]
+        return results
+
+    def score(self, sources: list[str], targets: list[str], *, batch_size: int = 64) -> list[Score]:
+        """How probable the model finds each ``targets[i]`` as the translation of ``sources[i]``: per-token
+        log-probabilities (``<eos>`` last) from CTranslate2's ``score_batch``; the attention behind them
+        from a forced translation (``target_prefix`` = the target)."""
+        if batch_size < 1:
+            raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
+        if len(sources) != len(targets):
+            raise AttnmtError(f"targets: {len(targets)} for {len(sources)} sources; give one per source")
+        src_tokens = [[*self.src_tokenizer.tokenize(s), EOS] for s in sources]
+        target_tokens = self._target_tokens(targets, len(sources), "targets")
+        scores: list[Score | None] = [None] * len(sources)
+        for chunk in _same_length_batches(src_tokens, batch_size):
+            batch, wanted = [src_tokens[i] for i in chunk], [target_tokens[i] for i in chunk]
+            read = self.engine.score_batch(batch, wanted, max_input_length=0)
+            forced = self._forced(batch, wanted)
+            for i, scored, attention in zip(chunk, read, forced, strict=True):
+                log_probs = list(scored.log_probs)
+                scores[i] = Score(
+                    [*target_tokens[i], EOS], src_tokens[i], log_probs, sum(log_probs), attention
+                )
+        return scores
+
+    def attention_maps(self, translation: Translation) -> dict[str, np.ndarray]:
+        """The only weights CTranslate2 returns: ``cross`` (1, 1, T, S), the last layer's cross-attention
+        averaged over its heads (one "layer", one "head"), as ``translation.attention`` holds them."""
+        if not translation.tokens:
+            return {}
+        return {"cross": translation.attention[None, None]}
+
+    def replace_unknowns(
+        self, translation: Translation, dictionary: dict[str, str] | None = None
+    ) -> Translation:
+        """As :meth:`attnmt.translator.Translator.replace_unknowns`."""
+        tokens = replace_unknowns(
+            translation.tokens, translation.src_tokens, translation.attention, dictionary
+        )
+        return dataclasses.replace(
+            translation, text=self.tgt_tokenizer.detokenize(tokens[:-1]), tokens=tokens
+        )
+
+    def _target_tokens(self, texts: list[str], count: int, name: str) -> list[list[str]]:
+        """Target texts as the model's target tokens (``<unk>`` out of vocabulary), one per sentence."""
+        if len(texts) != count:
+            raise AttnmtError(f"{name}: {len(texts)} for {count} sentences; give one per sentence")
+        vocab = self.tgt_vocab
+        tokens = [vocab.decode(vocab.encode(self.tgt_tokenizer.tokenize(text))) for text in texts]
+        for i, row in enumerate(tokens):
+            if any(t in (PAD, SOS, EOS) for t in row):
+                raise AttnmtError(f"{name}[{i}]: holds <pad>, <sos> or <eos>, which are not words")
+        return tokens
+
+    def _search(
+        self, sources: list[list[str]], options: DecodeOptions, prefixes: list[list[str]] | None
+    ) -> list[list[_Hypothesis]]:
+        """One CTranslate2 call for sources of one length (``<eos>`` included): each sentence's
+        ``options.n_best`` hypotheses ranked by attnmt's length penalty."""
+        words = 2 * len(sources[0]) + 10  # attnmt.search.max_output_lengths
+        limits = [max(words, len(p)) for p in prefixes] if prefixes else [words] * len(sources)
+        beam = options.beam_size
+        results = self.engine.translate_batch(
+            sources, target_prefix=prefixes if prefixes and any(prefixes) else None,
+            beam_size=beam, num_hypotheses=beam, length_penalty=0.0, patience=1.0,
+            max_input_length=0, max_decoding_length=max(limits), min_decoding_length=0,
+            suppress_sequences=NEVER_WRITTEN, return_end_token=True, return_scores=True, return_attention=True,
+        )  # fmt: skip
+        found = [
+            [_Hypothesis(list(t), s, np.asarray(a, np.float32)) for t, s, a in zip(*r, strict=True)]
+            for r in ((r.hypotheses, r.scores, r.attention) for r in results)
+        ]
+        if beam > 1 and len(sources) > 1:
+            self._first_attention_rows(sources, found)
+        self._close_unfinished(sources, found, limits)
+
+        def penalised(h: _Hypothesis) -> float:
+            return h.score / length_penalty(len(h.tokens), options.alpha)
+
+        return [sorted(hyps, key=penalised, reverse=True)[: options.n_best] for hyps in found]
+
+    def _first_attention_rows(self, sources: list[list[str]], found: list[list[_Hypothesis]]) -> None:
+        """Beam search over a batch returns a wrong first attention row (CTranslate2 4.x: it mixes in
+        other sentences' weights); the later rows are right.  The first row is the same for every
+        hypothesis of a sentence (it depends on ``<sos>`` alone), so one greedy step gives it."""
+        first = self.engine.translate_batch(
+            sources, beam_size=1, max_input_length=0, max_decoding_length=1, min_decoding_length=0,
+            return_end_token=True, return_attention=True,
+        )  # fmt: skip
+        for hyps, result in zip(found, first, strict=True):
+            for h in hyps:
+                h.attention[0] = result.attention[0][0]
+
+    def _close_unfinished(
+        self, sources: list[list[str]], found: list[list[_Hypothesis]], limits: list[int]
+    ) -> None:
+        """Hypotheses that ran out of room without ``<eos>`` (CTranslate2 stops there; attnmt writes
+        ``<eos>`` next, the only word left): cut at their sentence's limit, closed with ``<eos>``, scored
+        with its log-probability and given its attention row, as attnmt's search does.  Hypotheses that
+        the cut makes equal are kept once."""
+        unfinished = [(b, h) for b, hyps in enumerate(found) for h in hyps if h.tokens[-1:] != [EOS]]
+        if not unfinished:
+            return
+        batch = [sources[b] for b, _ in unfinished]
+        words = [h.tokens[: limits[b]] for b, h in unfinished]
+        read = self.engine.score_batch(batch, words, max_input_length=0)
+        for (_, h), tokens, scored, attention in zip(
+            unfinished, words, read, self._forced(batch, words), strict=True
+        ):
+            h.tokens, h.score, h.attention = [*tokens, EOS], float(sum(scored.log_probs)), attention
+        for b, hyps in enumerate(found):
+            unique = {tuple(h.tokens): h for h in reversed(hyps)}  # the first of equal ones wins
+            found[b] = [h for h in hyps if unique[tuple(h.tokens)] is h]
+
+    def _forced(self, sources: list[list[str]], targets: list[list[str]]) -> list[np.ndarray]:
+        """The attention behind each target token and its ``<eos>``: (len(target) + 1, S) per sentence."""
+        results = self.engine.translate_batch(
+            sources, target_prefix=targets, beam_size=1, max_input_length=0,
+            max_decoding_length=max(map(len, targets)) + 1, min_decoding_length=0,
+            suppress_sequences=NEVER_WRITTEN, return_end_token=True, return_attention=True,
+        )  # fmt: skip
+        return [
+            np.asarray(r.attention[0], np.float32)[: len(t) + 1]
+            for r, t in zip(results, targets, strict=True)
+        ]
+
+    def _translation(self, source: list[str], hyp: _Hypothesis) -> Translation:
+        if len(source) == 1:  # empty input: nothing to translate
+            return Translation("", [], [], 0.0, np.zeros((0, 0), np.float32))
+        text = self.tgt_tokenizer.detokenize(hyp.tokens[:-1])
+        return Translation(text, hyp.tokens, source, hyp.score, hyp.attention)
+
+
+def _same_length_batches(sources: list[list[str]], batch_size: int) -> Iterator[list[int]]:
+    """Indices of sources of one length, at most ``batch_size`` at a time: one CTranslate2 call each, so
+    that every sentence in it has the same length bound, and no padding."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    for _, group in itertools.groupby(order, key=lambda i: len(sources[i])):
+        indices = list(group)
+        for start in range(0, len(indices), batch_size):
+            yield indices[start : start + batch_size]
+
+
+def load_ctranslate2(
+    directory: Path,
+    header: dict,
+    config: Config,
+    vocabularies: tuple[Vocabulary, Vocabulary],
+    tokenizers: tuple[Tokenizer, Tokenizer],
+) -> CTranslate2Translator:
+    """The exported model in ``directory`` (its files already checked against ``header``) on the CPU,
+    computing as exported, with as many threads as PyTorch uses."""
+    from attnmt.export import require_ctranslate2
+
+    ctranslate2 = require_ctranslate2()
+    try:
+        engine = ctranslate2.Translator(
+            str(directory), device="cpu", compute_type="default", intra_threads=torch.get_num_threads()
+        )
+    except (RuntimeError, ValueError, OSError) as e:
+        raise AttnmtError(f"{directory}: CTranslate2 cannot load this model ({e})") from None
+    return CTranslate2Translator(
+        engine,
+        *vocabularies,
+        *tokenizers,
+        config,
+        str(header.get("quantization")),
+        int(header.get("parameters", 0)),
+    )
