@@ -218,3 +218,16 @@ def test_a_greedy_translation_takes_the_first_candidate_at_every_position(transl
 def test_a_negative_top_k_is_refused_naming_it(translator):
     with pytest.raises(AttnmtError, match="top_k: must be at least 0, got -1"):
         translator.score(["Hi."], ["Salut ."], top_k=-1)
+
+
+def test_a_model_without_attention_still_offers_candidates():
+    torch.manual_seed(0)
+    config = Config()
+    config.model.attention, config.model.embed_size, config.model.hidden_size = "none", 8, 16
+    src_vocab, tgt_vocab = TranslationDataset.build_vocabs(toy_pairs())
+    model = build_model(config.model, len(src_vocab), len(tgt_vocab)).eval()
+    baseline = Translator(model, src_vocab, tgt_vocab, WordTokenizer("en"), WordTokenizer("fr"), config)
+    translations = baseline.translate(["We are happy."], DecodeOptions(beam_size=1))
+    (s,) = baseline.score_translations(translations, top_k=2)
+    assert s.attention is None and len(s.candidates) == len(s.tokens)
+    assert [c[0][0] for c in s.candidates[:-1]] == s.tokens[:-1]
