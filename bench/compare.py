@@ -10,6 +10,9 @@
 5. race: each toolkit trains for ``--minutes`` of training time (peers: as many updates as their
    measured speed gives in that time), then translates the test split greedy and with beam 5,
    ``--runs`` times (batch 64): sentences/s, target pieces/s, load time, cased multi-reference BLEU;
+   attnmt also with ``--int8``, and every Transformer that CTranslate2 converts (attnmt's with
+   ``attnmt export``, OpenNMT-py's with ``ct2-opennmt-py-converter``) also through CTranslate2, its
+   weights int8 and float32 (``CTRANSLATE2``);
 6. writes ``--work``/results.json and the tables (into ``--doc`` between its result markers).
 
 ``--resume`` continues an invocation from results.json; with ``--retranslate`` it translates again with
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,6 +49,11 @@ SETTINGS = {  # per architecture; batch_tokens: source + target tokens per batch
     "transformer": COMMON | {"layers": 3, "lr": 1e-3, "warmup": 400, "label_smoothing": 0.1},
 }
 THROUGHPUT_STEPS = {"gru": 80, "transformer": 80}
+CTRANSLATE2 = ("int8", "float32")  # weight types of the CTranslate2 rows
+VARIANTS = {  # a translation row's key suffix → its label after the toolkit's name
+    "": "", "_int8": ", int8 (`--int8`)",
+    **{f"_ct2_{q}": f", CTranslate2 {q}" for q in CTRANSLATE2},
+}  # fmt: skip
 REPORT_EVERY = {"gru": 10, "transformer": 5}
 RESULTS_BEGIN, RESULTS_END = "<!-- results: written by bench/compare.py -->", "<!-- /results -->"
 
@@ -180,16 +189,32 @@ def train(name: str, arch: str, run: Path, data: Path, work: Path, steps: int | 
     return measured | {"reports": reports}
 
 
-def translate(
-    name: str, run: Path, work: Path, beam: int, sources: Path, out: Path, extra: list[str]
-) -> dict:
-    """Translate ``sources`` (plain text or pieces, as the toolkit reads) into ``out``, batch 64;
-    ``extra`` options go to the command's end."""
-    module = TOOLKITS[name]
-    command = module.translate_command(venv_of(work, name), run, beam, sources, out) + extra
-    if module.READS == "text":  # attnmt translate: stdin to stdout
+def translate(name: str, command: list[str], sources: Path, out: Path) -> dict:
+    """Run a translation ``command`` of toolkit ``name`` on ``sources`` (plain text or pieces, as the
+    toolkit reads) into ``out``."""
+    if TOOLKITS[name].READS == "text":  # attnmt translate: stdin to stdout
         return run_measured(command, out.with_suffix(".stderr"), stdin=sources, stdout=out)
     return run_measured(command, out.with_suffix(".stderr"))
+
+
+def translation_commands(name: str, arch: str, run: Path, work: Path) -> dict:
+    """Each way a trained model of ``name`` translates, by row suffix (``VARIANTS``): a function of
+    (beam, sources, out) giving the command, batch 64.  The CTranslate2 exports are made here."""
+    module, venv = TOOLKITS[name], venv_of(work, name)
+    commands = {"": lambda beam, src, out: module.translate_command(venv, run, beam, src, out)}
+    if name == "attnmt":
+        commands["_int8"] = lambda beam, src, out: [
+            *module.translate_command(venv, run, beam, src, out),
+            "--int8",
+        ]
+    if arch in getattr(module, "CTRANSLATE2_ARCHS", ()):
+        for q in CTRANSLATE2:
+            shutil.rmtree(module.ctranslate2_model(run, q), ignore_errors=True)  # exported afresh
+            run_measured(module.ctranslate2_export_command(venv, run, q), run / f"export-{q}.stderr")
+            commands[f"_ct2_{q}"] = lambda beam, src, out, q=q: module.ctranslate2_translate_command(
+                venv, run, q, beam, src, out
+            )
+    return commands
 
 
 def decode_pieces(path: Path, spm_model: Path, reads: str) -> list[str]:
@@ -246,6 +271,8 @@ def main() -> None:
     results: dict = {
         "date": date.today().isoformat(),
         "cpu": _cpu(),
+        "cpu_flags": _cpu_flags(),
+        "ctranslate2": _version("ctranslate2"),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "command": " ".join(["python", *sys.argv]),
@@ -302,7 +329,7 @@ def main() -> None:
                 results["race"][arch][name] = row
                 _save(work, results, args.doc)
             if "beam1" not in row:
-                row |= race_translate(name, run, data, work, args.runs, sources, references)
+                row |= race_translate(name, arch, run, data, work, args.runs, sources, references)
                 print(f"race {arch} {name}: {row}", flush=True)
                 _save(work, results, args.doc)
 
@@ -320,24 +347,25 @@ def race_train(name: str, arch: str, run: Path, data: Path, work: Path, s: dict,
 
 
 def race_translate(
-    name: str, run: Path, data: Path, work: Path, runs: int, sources: Path, references: list
+    name: str, arch: str, run: Path, data: Path, work: Path, runs: int, sources: Path, references: list
 ) -> dict:
-    """Greedy and beam 5 (and, for attnmt, both again with ``--int8``), each ``runs`` times."""
+    """Greedy and beam 5, each ``runs`` times, every way the model translates (``translation_commands``)."""
     from attnmt.metrics import corpus_scores
 
     module = TOOLKITS[name]
     one = run / "one.txt"
     src = sources if module.READS == "text" else data / "test.en"
     one.write_text(src.open(encoding="utf-8").readline(), encoding="utf-8")
-    variants = {"": []} | ({"_int8": ["--int8"]} if name == "attnmt" else {})
     row = {}
-    for suffix, extra in variants.items():
+    for suffix, command in translation_commands(name, arch, run, work).items():
         for beam in (1, 5):
             timings, loads, peak = [], [], 0.0
             for r in range(runs):
                 out = run / f"beam{beam}{suffix}-{r}.out"
-                m = translate(name, run, work, beam, src, out, extra)
-                loads.append(translate(name, run, work, beam, one, run / "one.out", extra)["seconds"])
+                m = translate(name, command(beam, src, out), src, out)
+                loads.append(
+                    translate(name, command(beam, one, run / "one.out"), one, run / "one.out")["seconds"]
+                )
                 timings.append(m["seconds"] - loads[-1])
                 peak = max(peak, m["peak_mb"])
             hyps = decode_pieces(run / f"beam{beam}{suffix}-0.out", data / "spm.model", module.READS)
@@ -366,6 +394,28 @@ def _cpu() -> str:
     return platform.processor()
 
 
+def _cpu_flags() -> str:
+    """The CPU's vector and bf16 instructions that decide which precisions pay: AVX2, AVX-512, bf16."""
+    names = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx512_bf16": "AVX-512 BF16",
+             "amx_bf16": "AMX-BF16"}  # fmt: skip
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return (
+                ", ".join(label for flag, label in names.items() if flag in flags) or "none of AVX2/AVX-512"
+            )
+    return "unknown"
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def _save(work: Path, results: dict, doc: Path | None) -> None:
     (work / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     tables = render(results)
@@ -381,7 +431,10 @@ def render(r: dict) -> str:
     """The results as markdown tables."""
     again = r.get("retranslated_with")  # translation measured again after a decoding change
     lines = [
-        f"`{r['command']}` — {r['date']}, {r['cpu']}, {r['threads']} threads, torch {r['torch']}; "
+        f"`{r['command']}` — {r['date']}, {r['cpu']} ({r.get('cpu_flags', 'flags not recorded')}), "
+        f"{r['threads']} threads, torch {r['torch']}"
+        + (f", CTranslate2 {r['ctranslate2']}" if r.get("ctranslate2") else "")
+        + "; "
         f"fp32 matmul peak {r['matmul_gflops']:.0f} GFLOP/s (2048³, median of 5)."
         + (
             f" Translation measured again, every toolkit, after a decoding change: `{again}`."
@@ -418,10 +471,10 @@ def render(r: dict) -> str:
         ]
         for arch, rows in r["race"].items():
             for name, row, suffix in [
-                (n, x, s) for n, x in rows.items() for s in ("", "_int8") if f"beam1{s}" in x
+                (n, x, s) for n, x in rows.items() for s in VARIANTS if f"beam1{s}" in x
             ]:
                 g, b = row[f"beam1{suffix}"], row[f"beam5{suffix}"]
-                label = TOOLKITS[name].NAME + (", int8 (`--int8`)" if suffix else "")
+                label = TOOLKITS[name].NAME + VARIANTS[suffix]
                 lines.append(
                     f"| {arch} | {label} | {row['steps']:,} | {row['train_peak_mb']:,.0f} "
                     f"| {g['bleu']:.2f} / {b['bleu']:.2f} | {b['chrf']:.2f} | {g['sent_s']:,.0f} / {b['sent_s']:,.0f} "
@@ -475,12 +528,56 @@ def targets(r: dict) -> list[str]:
         ours, lowest = ratio(a, lambda x: x["train_peak_mb"], higher=False)
         return f"{ours:,.0f} vs {lowest:,.0f} MB ({verdict(ours <= lowest)})"
 
+    def best_path(beam: int):
+        """attnmt's fastest way to translate (PyTorch, --int8, CTranslate2) at most 0.3 BLEU below its
+        fp32 PyTorch path, and its sentences/s ÷ OpenNMT-py's PyTorch path."""
+
+        def cell(a: str) -> str:
+            rows = r["race"][a]
+            if "opennmt" not in rows:
+                return "—"
+            ours, key = rows["attnmt"], f"beam{beam}"
+            ok = [s for s in VARIANTS if key + s in ours and ours[key + s]["bleu"] >= ours[key]["bleu"] - 0.3]
+            best = max(ok, key=lambda s: ours[key + s]["sent_s"])
+            times = ours[key + best]["sent_s"] / rows["opennmt"][key]["sent_s"]
+            return (
+                f"{times:.2f}× with {VARIANTS[best].lstrip(', ') or 'PyTorch fp32'} ({verdict(times >= 2)})"
+            )
+
+        return cell
+
+    def pytorch_path(beam: int):
+        def cell(a: str) -> str:
+            rows = r["race"][a]
+            if "opennmt" not in rows:
+                return "—"
+            times = rows["attnmt"][f"beam{beam}"]["sent_s"] / rows["opennmt"][f"beam{beam}"]["sent_s"]
+            return f"{times:.2f}× ({verdict(times >= 1)})"
+
+        return cell
+
+    def same_engine(beam: int):
+        def cell(a: str) -> str:
+            rows, key = r["race"][a], f"beam{beam}_ct2_int8"
+            if "opennmt" not in rows or key not in rows["attnmt"] or key not in rows["opennmt"]:
+                return "—"
+            times = rows["attnmt"][key]["sent_s"] / rows["opennmt"][key]["sent_s"]
+            return f"{times:.2f}×" + (" (a tie)" if abs(times - 1) <= 0.05 else "")
+
+        return cell
+
     row("training pieces/s ≥ 1.5× the faster peer", throughput)
     row("greedy sentences/s ≥ 2× the faster peer", speed(1))
     row("beam 5 sentences/s ≥ 2× the faster peer", speed(5))
     row("beam 5 costs ≤ 5× greedy per sentence", beam_cost)
     row("BLEU (beam 5) after the equal budget ≥ best peer + 2", bleu)
     row("peak training memory ≤ the lowest peer's", memory)
+    for beam, label in ((1, "greedy"), (5, "beam 5")):
+        row(f"best CPU path ≥ 2× OpenNMT-py's PyTorch, {label}, ≤ 0.3 BLEU below fp32", best_path(beam))
+    for beam, label in ((1, "greedy"), (5, "beam 5")):
+        row(f"PyTorch path ≥ 1× OpenNMT-py's PyTorch, {label}", pytorch_path(beam))
+    for beam, label in ((1, "greedy"), (5, "beam 5")):
+        row(f"same engine: attnmt ÷ OpenNMT-py, both CTranslate2 int8, {label}", same_engine(beam))
     return lines
 
 

@@ -14,6 +14,7 @@ import attnmt
 
 NAME = f"attnmt {attnmt.__version__}"
 READS = "text"  # attnmt translates plain text and writes plain text
+CTRANSLATE2_ARCHS = ("transformer",)  # CTranslate2 has no recurrent layers
 
 
 def write_config(arch: str, data: Path, run: Path, steps: int | None, s: dict) -> Path:
@@ -86,3 +87,25 @@ def translate_command(venv: Path, run: Path, beam: int, src: Path, out: Path, ba
         str(venv / "bin" / "attnmt"), "translate", str(final_model(run)),
         "--beam", str(beam), "--batch-size", str(batch), "--device", "cpu",
     ]  # fmt: skip
+
+
+def ctranslate2_model(run: Path, quantization: str) -> Path:
+    return run / f"ctranslate2-{quantization}"
+
+
+def ctranslate2_export_command(venv: Path, run: Path, quantization: str) -> list[str]:
+    """``attnmt export --to ctranslate2`` of the trained model (into a new directory)."""
+    return [
+        str(venv / "bin" / "attnmt"), "export", str(final_model(run)), "--to", "ctranslate2",
+        "-o", str(ctranslate2_model(run, quantization)), "--quantization", quantization,
+    ]  # fmt: skip
+
+
+def ctranslate2_translate_command(
+    venv: Path, run: Path, quantization: str, beam: int, src: Path, out: Path, batch: int = 64
+) -> list[str]:
+    """``attnmt translate`` of the export: the same command, the same stdin and stdout, through
+    CTranslate2 (attnmt's length bound and GNMT penalty kept, see attnmt/ctranslate2_model.py)."""
+    command = translate_command(venv, run, beam, src, out, batch)
+    command[command.index(str(final_model(run)))] = str(ctranslate2_model(run, quantization))
+    return command

@@ -35,6 +35,7 @@ from pathlib import Path
 
 NAME = "OpenNMT-py 3.5.1"
 READS = "pieces"  # reads and writes space-separated pieces
+CTRANSLATE2_ARCHS = ("transformer",)  # CTranslate2 converts OpenNMT-py's Transformers, not its RNNs
 INSTALL: list[list[str]] = [
     ["--no-deps", "OpenNMT-py==3.5.1"],
     [
@@ -219,3 +220,30 @@ def translate_command(
     if beam == 1:
         command += ["-random_sampling_topk", "1"]  # OpenNMT's GreedySearch, argmax
     return command
+
+
+def ctranslate2_model(run: Path, quantization: str) -> Path:
+    return run / f"ctranslate2-{quantization}"
+
+
+def ctranslate2_export_command(venv: Path, run: Path, quantization: str) -> list[str]:
+    """CTranslate2's own converter for OpenNMT-py checkpoints, from the peer's venv (which installs
+    ctranslate2 with OpenNMT-py)."""
+    return [
+        "env", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1",  # the checkpoint pickles argparse.Namespace
+        str(venv / "bin" / "ct2-opennmt-py-converter"), "--model_path", str(final_model(run)),
+        "--output_dir", str(ctranslate2_model(run, quantization)), "--quantization", quantization, "--force",
+    ]  # fmt: skip
+
+
+def ctranslate2_translate_command(
+    venv: Path, run: Path, quantization: str, beam: int, src: Path, out: Path, batch_sentences: int = 64
+) -> list[str]:
+    """``ctranslate2.Translator.translate_file`` on CPU (``ctranslate2_translate.py``): batch 64, beam
+    ``beam`` (1: greedy), at most 250 pieces as ``translate_command``; CTranslate2 has no GNMT penalty,
+    so beam search ranks by its own, log p / length (α = 1), and has no length ratio cap."""
+    script = Path(__file__).with_name("ctranslate2_translate.py")
+    return [
+        str(venv / "bin" / "python"), str(script), str(ctranslate2_model(run, quantization)),
+        "--src", str(src), "--output", str(out), "--beam", str(beam), "--batch-size", str(batch_sentences),
+    ]  # fmt: skip
