@@ -185,6 +185,9 @@ class ModelInfo(BaseModel):
     tgt_lang: str
     src_vocab_size: int
     tgt_vocab_size: int
+    alternatives: bool = Field(
+        description="whether requests may ask for top_k: each word's likeliest alternatives"
+    )
 
 
 @dataclass
@@ -272,7 +275,8 @@ class Batcher:
         if options is None:
             targets = [t for job in jobs for t in job.targets]
             top_k = max(job.top_k for job in jobs)
-            return self.translator.score(sentences, targets, batch_size=self.limits.max_batch, top_k=top_k)
+            asked = {"top_k": top_k} if top_k else {}  # an engine without candidates takes no top_k
+            return self.translator.score(sentences, targets, batch_size=self.limits.max_batch, **asked)
         prefix = None
         if any(job.prefix is not None for job in jobs):
             prefix = [p for job in jobs for p in (job.prefix or [""] * len(job.sentences))]
@@ -318,7 +322,7 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
         if request.prefix is not None:
             _check_one_each(request.prefix, limits, "prefix", len(request.sentences), "sentences")
         options = _decode_options(request, limits)
-        _check_top_k(request.top_k, limits)
+        _check_top_k(request.top_k, limits, models[name], name)
         results = await _in_time(limits, batchers[name].translate(request.sentences, options, request.prefix))
         best = [n_best[0] for n_best in results]
         translator = models[name]
@@ -340,12 +344,11 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
         name = _loaded(request.model, models)
         _check_sentences(request.sources, limits, "sources")
         _check_one_each(request.targets, limits, "targets", len(request.sources), "sources")
-        _check_top_k(request.top_k, limits)
+        _check_top_k(request.top_k, limits, models[name], name)
         results = await _in_time(
             limits, batchers[name].score(request.sources, request.targets, request.top_k)
         )
-        tokenizer = models[name].tgt_tokenizer
-        scores = [_score_output(r, request.attention, request.top_k, tokenizer) for r in results]
+        scores = [_score_output(r, request.attention, request.top_k, models[name]) for r in results]
         return JSONResponse(ScoreResponse(model=name, scores=scores))
 
     @app.get("/models", response_model=list[ModelInfo])
@@ -427,9 +430,17 @@ def _check_one_each(texts: list[str], limits: Limits, name: str, count: int, of:
             raise ApiError(413, f"{name}[{i}]: {len(text)} characters, the limit is {limits.max_chars}")
 
 
-def _check_top_k(top_k: int, limits: Limits) -> None:
+def _check_top_k(top_k: int, limits: Limits, translator: Translator, name: str) -> None:
     if not 0 <= top_k <= limits.max_top_k:
         raise ApiError(422, f"top_k: must be between 0 and {limits.max_top_k}, got {top_k}")
+    if top_k and not _gives_alternatives(translator):
+        raise ApiError(422, f"top_k: model {name!r} gives no alternatives (a CTranslate2 export); send 0")
+
+
+def _gives_alternatives(translator: Translator) -> bool:
+    """Whether the model can tell the likeliest tokens at each position (``top_k``): attnmt's own
+    ``Translator`` can; an exported engine may not."""
+    return hasattr(translator, "score_translations")
 
 
 def _read_again(
@@ -441,7 +452,7 @@ def _read_again(
     if not request.top_k:
         return maps, [None] * len(best)
     scores = translator.score_translations(best, batch_size=batch_size, top_k=request.top_k)
-    return maps, [_score_output(s, False, request.top_k, translator.tgt_tokenizer) for s in scores]
+    return maps, [_score_output(s, False, request.top_k, translator) for s in scores]
 
 
 def _decode_options(request: TranslateRequest, limits: Limits) -> DecodeOptions:
@@ -478,14 +489,14 @@ def _output(
     return out
 
 
-def _score_output(score: Score, attention: bool, top_k: int, tokenizer: Tokenizer) -> ScoreOut:
+def _score_output(score: Score, attention: bool, top_k: int, translator: Translator) -> ScoreOut:
     out = ScoreOut(
         tokens=score.tokens, src_tokens=score.src_tokens, log_probs=score.log_probs, total=score.total
     )
     if attention and score.attention is not None:
         out["attention"] = score.attention.round(4).tolist()
     if top_k:
-        out["candidates"] = _candidates(score, top_k, tokenizer)
+        out["candidates"] = _candidates(score, top_k, translator.tgt_tokenizer)
     return out
 
 
@@ -518,6 +529,7 @@ def _info(name: str, translator: Translator) -> ModelInfo:
         tgt_lang=config.data.tgt_lang,
         src_vocab_size=len(translator.src_vocab),
         tgt_vocab_size=len(translator.tgt_vocab),
+        alternatives=_gives_alternatives(translator),
     )
 
 

@@ -122,6 +122,7 @@ def test_models_health_and_openapi(client):
     info = {m["name"]: m for m in client.get("/models").json()}
     assert info["transformer"]["architecture"] == "transformer" and info["transformer"]["heads"] == 4
     assert info["gru"]["attention"] == "additive" and info["gru"]["parameters"] > 0
+    assert info["gru"]["alternatives"] and info["transformer"]["alternatives"]
     schema = client.get("/openapi.json").json()
     request = schema["components"]["schemas"]["TranslateRequest"]["properties"]
     assert {"sentences", "model", "beam", "n_best", "alpha", "attention", "prefix", "top_k"} == set(request)
@@ -428,3 +429,23 @@ def test_scoring_requests_with_different_top_k_share_a_call_at_the_largest():
 
     asyncio.run(main())
     assert model.scored == [[("a", "A"), ("b", "B")]] and model.top_ks == [5]
+
+
+class _NoCandidates(_SlowEcho):
+    """A stand-in for an engine that scores but cannot list the likeliest tokens (a CTranslate2 export)."""
+
+    def score(self, sources, targets, *, batch_size):
+        return super().score(sources, targets, batch_size=batch_size)
+
+
+def test_a_model_without_alternatives_says_so_and_still_scores():
+    with TestClient(create_app({"engine": _NoCandidates(0.0)})) as client:
+        for path, body in [
+            ("/translate", {"sentences": ["Hi."], "top_k": 2}),
+            ("/score", {"sources": ["Hi."], "targets": ["Salut."], "top_k": 2}),
+        ]:
+            response = client.post(path, json=body)
+            assert response.status_code == 422
+            assert "top_k: model 'engine' gives no alternatives" in response.json()["error"]["message"]
+        scored = client.post("/score", json={"sources": ["Hi."], "targets": ["Salut."]})
+    assert scored.status_code == 200 and scored.json()["scores"][0]["tokens"] == ["Salut.", "<eos>"]

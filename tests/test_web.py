@@ -2,6 +2,7 @@
 heatmap and hovering, and the explorer (click a word, pick another, undo; your own translation scored;
 two models side by side)."""
 
+import importlib.util
 import math
 import os
 import shutil
@@ -29,18 +30,24 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A toy GRU, a toy Transformer and a toy GRU without attention served on 127.0.0.1; yields the
-    base URL."""
+    """A toy GRU, a toy Transformer, a toy GRU without attention and (with ctranslate2 installed) the
+    Transformer exported to CTranslate2, served on 127.0.0.1; yields the base URL."""
     root = tmp_path_factory.mktemp("web")
     tiny = ["--set", "train.epochs=3", "--set", "model.hidden_size=32", "--quiet"]
     assert main(["train", "--model-dir", str(root / "gru"), *tiny]) == 0
     transformer = ["--set", "model.architecture=transformer"]
     assert main(["train", "--model-dir", str(root / "transformer"), *transformer, *tiny]) == 0
     assert main(["train", "--model-dir", str(root / "baseline"), "--set", "model.attention=none", *tiny]) == 0
+    served = ["gru", "transformer", "baseline"]
+    if importlib.util.find_spec("ctranslate2"):  # an engine that gives no alternatives
+        assert (
+            main(["export", str(root / "transformer"), "--to", "ctranslate2", "-o", str(root / "exported")])
+            == 0
+        )
+        served.append("exported")
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "attnmt.cli", "serve", *(str(root / m) for m in ("gru", "transformer", "baseline")),
-         "--port", str(port)],
+        [sys.executable, "-m", "attnmt.cli", "serve", *(str(root / m) for m in served), "--port", str(port)],
         stderr=subprocess.PIPE,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -240,5 +247,26 @@ def test_two_models_side_by_side_each_with_its_heatmap_and_one_without_attention
     assert page.locator("#panel-0 .heatmap .cell").count() > 0
     page.locator("#panel-1 .word").first.click()  # words and alternatives need no attention
     assert page.locator("#panel-1 .choice").count() > 0
+    assert requests_outside == []
+    page.close()
+
+
+def test_an_engine_without_alternatives_shows_its_translation_and_says_it_has_none(server, browser):
+    page, requests_outside = open_page(browser, server)
+    if page.locator('#model option[value="exported"]').count() == 0:
+        pytest.skip("ctranslate2 is not installed")
+    translate(page, "We are happy.", "exported", compare="transformer")
+    first, second = page.locator("#panel-0"), page.locator("#panel-1")
+    assert first.locator(".heatmap .cell").count() > 0
+    first.locator(".word").first.click()
+    assert first.locator(".choices").inner_text() == "This model gives no alternatives."
+    second.locator(".word").first.click()
+    assert second.locator(".choice").count() > 0  # the PyTorch model beside it gives them
+    page.fill("#yours", "Nous sommes heureux .")
+    page.click("#score-yours")
+    drawn(page, "#panel-0", 2)
+    drawn(page, "#panel-1", 2)
+    assert first.locator(".word").count() == second.locator(".word").count() == 5
+    assert first.locator(".heatmap .cell").count() == second.locator(".heatmap .cell").count() > 0
     assert requests_outside == []
     page.close()

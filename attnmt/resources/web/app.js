@@ -6,6 +6,8 @@
 const $ = (id) => document.getElementById(id);
 const TOP_K = 6; // alternatives offered per word
 const panels = []; // one per model shown side by side
+let modelInfo = {}; // name → what GET /models says of it
+const topK = (model) => (modelInfo[model] && modelInfo[model].alternatives ? TOP_K : 0); // an export may give none
 
 async function post(path, body) {
   const response = await fetch(path, {
@@ -18,6 +20,7 @@ async function post(path, body) {
 
 async function loadModels() {
   const models = await (await fetch("/models")).json();
+  modelInfo = Object.fromEntries(models.map((m) => [m.name, m]));
   const option = (m) => new Option(`${m.name} (${m.architecture}, ${m.attention})`, m.name);
   $("model").replaceChildren(...models.map(option));
   $("compare").replaceChildren(new Option("nothing", ""), ...models.map(option));
@@ -26,7 +29,7 @@ async function loadModels() {
 function translateRequest(sentence, model, prefix) {
   const beam = Number($("beam").value);
   const body = {
-    sentences: [sentence], model, beam, n_best: $("alternatives").checked ? beam : 1, attention: true, top_k: TOP_K,
+    sentences: [sentence], model, beam, n_best: $("alternatives").checked ? beam : 1, attention: true, top_k: topK(model),
   };
   if (prefix !== undefined) body.prefix = [prefix];
   return body;
@@ -43,7 +46,7 @@ async function translated(model, source, prefix) {
 }
 
 async function scored(model, source, target) {
-  const body = { sources: [source], targets: [target], model, attention: true, top_k: TOP_K };
+  const body = { sources: [source], targets: [target], model, attention: true, top_k: topK(model) };
   const s = (await post("/score", body)).scores[0];
   return {
     kind: "your translation", source, text: target, score: s.total, tokens: s.tokens, src_tokens: s.src_tokens,
@@ -151,18 +154,22 @@ class Panel {
     const { tokens, log_probs: logProbs } = this.state;
     const words = shown(tokens).map((text, i) => {
       const word = document.createElement("button");
-      const p = probability(logProbs[i]);
       word.type = "button";
       word.className = "word";
       if (/^[^\u2581]/.test(tokens[i]) && tokens.some((t) => t.startsWith("\u2581"))) word.classList.add("piece");
       word.textContent = text;
       word.dataset.index = i;
-      word.dataset.probability = p.toFixed(4);
-      word.style.background = colour(p);
-      word.title = `p = ${p.toFixed(3)}`;
+      let label = tokens[i] === "<eos>" ? "end of sentence" : text;
+      if (logProbs) { // absent where the model gives no alternatives
+        const p = probability(logProbs[i]);
+        word.dataset.probability = p.toFixed(4);
+        word.style.background = colour(p);
+        word.title = `p = ${p.toFixed(3)}`;
+        label += `, probability ${p.toFixed(2)}`;
+      }
       word.setAttribute("aria-haspopup", "listbox");
       word.setAttribute("aria-expanded", "false");
-      word.setAttribute("aria-label", `${tokens[i] === "<eos>" ? "end of sentence" : text}, probability ${p.toFixed(2)}`);
+      word.setAttribute("aria-label", label);
       word.addEventListener("click", () => this.openChoices(i));
       return word;
     });
@@ -177,8 +184,8 @@ class Panel {
     const list = this.part(".choices");
     const title = document.createElement("p");
     title.className = "choices-title";
-    title.textContent = `Instead of “${shown([tokens[i]])[0]}”:`;
-    const options = candidates[i].map((c) => {
+    title.textContent = candidates ? `Instead of “${shown([tokens[i]])[0]}”:` : "This model gives no alternatives.";
+    const options = (candidates ? candidates[i] : []).map((c) => {
       const option = document.createElement("button");
       const p = probability(c.log_prob);
       option.type = "button";
