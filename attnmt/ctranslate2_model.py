@@ -84,6 +84,7 @@ class CTranslate2Translator:
     config: Config
     quantization: str  # as exported: int8, int8_float32, int16, float32, bfloat16
     parameter_count: int
+    positions: int  # rows of the exported position table: the most tokens a source or translation has
 
     @property
     def model(self) -> EngineCard:
@@ -114,7 +115,7 @@ class CTranslate2Translator:
         (CTranslate2's ``target_prefix``), as :meth:`attnmt.translator.Translator.translate_n_best`."""
         if batch_size < 1:
             raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
-        sources = [[*self.src_tokenizer.tokenize(s), EOS] for s in sentences]
+        sources = self._fitting([[*self.src_tokenizer.tokenize(s), EOS] for s in sentences], "sentence")
         prefixes = None if prefix is None else self._target_tokens(prefix, len(sentences), "prefix")
         results: list[list[Translation]] = [[] for _ in sentences]
         for chunk in _same_length_batches(sources, batch_size):
@@ -132,7 +133,7 @@ class CTranslate2Translator:
             raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
         if len(sources) != len(targets):
             raise AttnmtError(f"targets: {len(targets)} for {len(sources)} sources; give one per source")
-        src_tokens = [[*self.src_tokenizer.tokenize(s), EOS] for s in sources]
+        src_tokens = self._fitting([[*self.src_tokenizer.tokenize(s), EOS] for s in sources], "sources")
         target_tokens = self._target_tokens(targets, len(sources), "targets")
         scores: list[Score | None] = [None] * len(sources)
         for chunk in _same_length_batches(src_tokens, batch_size):
@@ -164,6 +165,17 @@ class CTranslate2Translator:
             translation, text=self.tgt_tokenizer.detokenize(tokens[:-1]), tokens=tokens
         )
 
+    def _fitting(self, rows: list[list[str]], name: str) -> list[list[str]]:
+        """``rows`` if none is too long for the position table (with ``<sos>`` or ``<eos>`` and room for
+        a last ``<eos>``); ``name`` names the texts in the error."""
+        for i, row in enumerate(rows):
+            if len(row) + 2 > self.positions:
+                raise AttnmtError(
+                    f"{name}[{i}]: {len(row)} tokens; this CTranslate2 export reads at most "
+                    f"{self.positions - 2} (its position table has {self.positions} rows)"
+                )
+        return rows
+
     def _target_tokens(self, texts: list[str], count: int, name: str) -> list[list[str]]:
         """Target texts as the model's target tokens (``<unk>`` out of vocabulary), one per sentence."""
         if len(texts) != count:
@@ -173,14 +185,14 @@ class CTranslate2Translator:
         for i, row in enumerate(tokens):
             if any(t in (PAD, SOS, EOS) for t in row):
                 raise AttnmtError(f"{name}[{i}]: holds <pad>, <sos> or <eos>, which are not words")
-        return tokens
+        return self._fitting(tokens, name)
 
     def _search(
         self, sources: list[list[str]], options: DecodeOptions, prefixes: list[list[str]] | None
     ) -> list[list[_Hypothesis]]:
         """One CTranslate2 call for sources of one length (``<eos>`` included): each sentence's
         ``options.n_best`` hypotheses ranked by attnmt's length penalty."""
-        words = 2 * len(sources[0]) + 10  # attnmt.search.max_output_lengths
+        words = min(2 * len(sources[0]) + 10, self.positions - 2)  # attnmt.search.max_output_lengths
         limits = [max(words, len(p)) for p in prefixes] if prefixes else [words] * len(sources)
         beam = options.beam_size
         results = self.engine.translate_batch(
@@ -273,7 +285,7 @@ def load_ctranslate2(
 ) -> CTranslate2Translator:
     """The exported model in ``directory`` (its files already checked against ``header``) on the CPU,
     computing as exported, with as many threads as PyTorch uses."""
-    from attnmt.export import require_ctranslate2
+    from attnmt.export import POSITIONS, require_ctranslate2
 
     ctranslate2 = require_ctranslate2()
     try:
@@ -289,4 +301,5 @@ def load_ctranslate2(
         config,
         str(header.get("quantization")),
         int(header.get("parameters", 0)),
+        int(header.get("positions", POSITIONS)),
     )

@@ -84,6 +84,7 @@ def export_ctranslate2(model_dir: Path, output: Path, quantization: str = "float
             "engine": "ctranslate2",
             "quantization": quantization,
             "parameters": sum(p.numel() for p in translator.model.parameters()),
+            "positions": POSITIONS,
             "files": {p.name: sha256(p) for p in sorted(staging.iterdir())},
             "config": config.to_dict(),
         }

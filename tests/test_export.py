@@ -160,6 +160,14 @@ def test_a_translation_out_of_room_ends_as_attnmts_does(models):
         assert len({tuple(t.tokens) for t in n_best}) == 3
 
 
+def test_a_sentence_longer_than_the_position_table_is_refused_naming_it(models):
+    _, engine = models
+    with pytest.raises(
+        AttnmtError, match=r"sentence\[1\]: 4,?097 tokens; this CTranslate2 export reads at most 4,?094"
+    ):
+        engine.translate(["Hi.", "cats " * 4096])
+
+
 def test_load_model_recognises_the_export_and_describes_it(trained, exported):
     engine = load_model(exported["float32"])
     assert isinstance(engine, CTranslate2Translator)
