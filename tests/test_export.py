@@ -284,6 +284,27 @@ def test_translate_and_evaluate_run_the_export_end_to_end(trained, exported, tmp
     assert "BLEU" in out and "chrF" in out
 
 
+def test_score_and_attention_run_the_export_end_to_end(models, exported, tmp_path, capsys):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("We are happy.\tNous sommes heureux.\n", encoding="utf-8")
+    assert main(["score", str(exported["float32"]), "--input", str(pairs), "--attention", str(tmp_path)]) == 0
+    total, _, tokens = capsys.readouterr().out.rstrip("\n").split("\t")
+    expected = models[0].score(["We are happy."], ["Nous sommes heureux."])[0]
+    assert float(total) == pytest.approx(expected.total, abs=1e-3) and tokens.split() == expected.tokens
+    assert (tmp_path / "pair-0001.png").is_file()
+    picture = tmp_path / "attention.png"
+    assert main(["attention", str(exported["int8"]), "--text", "We are happy.", "-o", str(picture)]) == 0
+    assert picture.is_file() and "\t0-0" in capsys.readouterr().out  # "Nous" aligned with "We"
+
+
+def test_without_ctranslate2_the_export_says_how_to_install_it(exported, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 now fails
+    with pytest.raises(
+        AttnmtError, match=r"ctranslate2 is not installed: pip install 'attnmt\[ctranslate2\]'"
+    ):
+        load_model(exported["float32"])
+
+
 def test_options_an_export_cannot_honour_are_refused_in_one_line(exported, capsys):
     assert main(["translate", str(exported["float32"]), "--int8", "--text", "Hi."]) == 1
     assert "--quantization int8" in capsys.readouterr().err
