@@ -227,12 +227,12 @@ def ctranslate2_model(run: Path, quantization: str) -> Path:
 
 
 def ctranslate2_export_command(venv: Path, run: Path, quantization: str) -> list[str]:
-    """CTranslate2's own converter for OpenNMT-py checkpoints, from the peer's venv (which installs
-    ctranslate2 with OpenNMT-py)."""
+    """CTranslate2's own converter for OpenNMT-py checkpoints (``ctranslate2_convert.py``), from the peer's
+    venv (which installs ctranslate2 with OpenNMT-py)."""
+    script = Path(__file__).with_name("ctranslate2_convert.py")
     return [
-        "env", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1",  # the checkpoint pickles argparse.Namespace
-        str(venv / "bin" / "ct2-opennmt-py-converter"), "--model_path", str(final_model(run)),
-        "--output_dir", str(ctranslate2_model(run, quantization)), "--quantization", quantization, "--force",
+        str(venv / "bin" / "python"), str(script), str(final_model(run)),
+        str(ctranslate2_model(run, quantization)), quantization,
     ]  # fmt: skip
 
 
