@@ -4,15 +4,21 @@ Mask convention, used everywhere in attnmt: ``src_pad_mask`` is a bool tensor (B
 where the source position is padding.  It is built only by :func:`pad_mask`.
 """
 
+import array
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from attnmt.corpora import Pair
 from attnmt.tokenization import Tokenizer, WordTokenizer
 from attnmt.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from attnmt.prepared import PreparedDataset
 
 
 class TranslationDataset(torch.utils.data.Dataset):
@@ -71,6 +77,13 @@ class TranslationDataset(torch.utils.data.Dataset):
         """(source, target) ids per pair: the sizes batching counts."""
         return [(len(s), len(t)) for s, t in zip(self.src_ids, self.tgt_ids, strict=True)]
 
+    def length_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(source, target) ids per pair as two int64 arrays: what batch planning reads."""
+        return (
+            np.fromiter(map(len, self.src_ids), dtype=np.int64, count=len(self.src_ids)),
+            np.fromiter(map(len, self.tgt_ids), dtype=np.int64, count=len(self.tgt_ids)),
+        )
+
     def __getitem__(self, i: int) -> tuple[list[int], list[int]]:
         return self.src_ids[i], self.tgt_ids[i]
 
@@ -115,11 +128,82 @@ def pad(sequences: list[list[int]]) -> tuple[Tensor, Tensor]:
     return ids, pad_mask(lengths)
 
 
-def collate(dataset: TranslationDataset, indices: list[int]) -> Batch:
-    src, src_pad_mask = pad([dataset.src_ids[i] for i in indices])
-    tgt_in, _ = pad([dataset.tgt_ids[i][:-1] for i in indices])
-    tgt_out, _ = pad([dataset.tgt_ids[i][1:] for i in indices])
+def collate(dataset: "TranslationDataset | PreparedDataset", indices: list[int]) -> Batch:
+    """The batch of ``dataset``'s rows at ``indices`` (any dataset whose ``dataset[i]`` is (source ids,
+    target ids): a :class:`TranslationDataset` or a memory-mapped ``PreparedDataset``)."""
+    rows = [dataset[i] for i in indices]
+    src, src_pad_mask = pad([s for s, _ in rows])
+    tgt_in, _ = pad([t[:-1] for _, t in rows])
+    tgt_out, _ = pad([t[1:] for _, t in rows])
     return Batch(src, src_pad_mask, tgt_in, tgt_out, indices)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """An epoch's batches, compactly: batch ``b`` is ``indices[offsets[b]:offsets[b + 1]]``."""
+
+    indices: np.ndarray  # (N,) int64 example indices, batch after batch
+    offsets: np.ndarray  # (batches + 1,) int64
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, b: int) -> np.ndarray:
+        return self.indices[self.offsets[b] : self.offsets[b + 1]]
+
+    def as_lists(self) -> list[list[int]]:
+        return [self[b].tolist() for b in range(len(self))]
+
+
+def plan_batches(
+    src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens: int, *, shuffle: bool, seed: int = 0
+) -> BatchPlan:
+    """:func:`bucketed_batches` from two length arrays, as a :class:`BatchPlan`: the same batches, with
+    no Python object per example (the shuffles run on ``array`` buffers, the sorts in numpy)."""
+    src = np.asarray(src_lengths, dtype=np.int64)
+    tgt = np.asarray(tgt_lengths, dtype=np.int64)
+    n = len(src)
+    rng = random.Random(seed)
+    order = array.array("q", bytes(8 * n))
+    np.frombuffer(order, dtype=np.int64)[:] = np.arange(n)
+    if shuffle:
+        rng.shuffle(order)  # the very draws random.shuffle makes on a list: the batches of before
+    shuffled = np.frombuffer(order, dtype=np.int64)
+    total = src + tgt
+    shortest = int(total.min()) if n else 1
+    pool = max(1, 50 * batch_tokens // max(1, shortest)) if shuffle else max(1, n)
+    key = total * (int(src.max(initial=0)) + 1) + src  # sorts as (total, source), like the tuple
+    indices, starts = np.empty(n, dtype=np.int64), []
+    for begin in range(0, n, pool):
+        chunk = shuffled[begin : begin + pool]
+        chunk = chunk[np.argsort(key[chunk], kind="stable")]  # stable, as sorted() is
+        indices[begin : begin + len(chunk)] = chunk
+        starts += [begin + start for start in _cut(src[chunk].tolist(), tgt[chunk].tolist(), batch_tokens)]
+    starts_array = np.array(starts, dtype=np.int64)
+    sizes = np.diff(np.append(starts_array, n))
+    if shuffle:
+        batch_order = array.array("q", range(len(starts)))
+        rng.shuffle(batch_order)
+        pick = np.frombuffer(batch_order, dtype=np.int64)
+        starts_array, sizes = starts_array[pick], sizes[pick]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    if shuffle:  # gather each batch's run of sorted indices, in the shuffled order
+        indices = indices[np.arange(n) + np.repeat(starts_array - offsets[:-1], sizes)]
+    return BatchPlan(indices, offsets)
+
+
+def _cut(src: list[int], tgt: list[int], batch_tokens: int) -> list[int]:
+    """Where batches start in a sorted pool: a batch grows while rows × (longest source + longest
+    target) stays within ``batch_tokens``."""
+    starts, size, longest_src, longest_tgt = [], 0, 0, 0
+    for row, (s, t) in enumerate(zip(src, tgt, strict=True)):
+        wide_src, wide_tgt = max(longest_src, s), max(longest_tgt, t)
+        if size and (size + 1) * (wide_src + wide_tgt) > batch_tokens:
+            size, wide_src, wide_tgt = 0, s, t
+        if size == 0:
+            starts.append(row)
+        size, longest_src, longest_tgt = size + 1, wide_src, wide_tgt
+    return starts
 
 
 def bucketed_batches(
@@ -132,27 +216,8 @@ def bucketed_batches(
     Examples are sorted by total length, then by source length, so a batch's rows have nearly the same
     split and both sides waste little on padding.  With ``shuffle``, indices are shuffled, sorted inside
     pools of about 50 batches, cut into batches, and the batches shuffled: a pure function of ``seed``.
+    See :func:`plan_batches` for the same from length arrays.
     """
-    order = list(range(len(lengths)))
-    rng = random.Random(seed)
-    if shuffle:
-        rng.shuffle(order)
-    shortest = min((s + t for s, t in lengths), default=1)
-    pool = max(1, 50 * batch_tokens // max(1, shortest)) if shuffle else max(1, len(order))
-    batches: list[list[int]] = []
-    for start in range(0, len(order), pool):
-        batch: list[int] = []
-        longest_src = longest_tgt = 0
-        for i in sorted(order[start : start + pool], key=lambda i: (sum(lengths[i]), lengths[i][0])):
-            src, tgt = lengths[i]
-            src, tgt = max(longest_src, src), max(longest_tgt, tgt)
-            if batch and (len(batch) + 1) * (src + tgt) > batch_tokens:
-                batches.append(batch)
-                batch, (src, tgt) = [], lengths[i]
-            batch.append(i)
-            longest_src, longest_tgt = src, tgt
-        if batch:
-            batches.append(batch)
-    if shuffle:
-        rng.shuffle(batches)
-    return batches
+    src = np.fromiter((s for s, _ in lengths), dtype=np.int64, count=len(lengths))
+    tgt = np.fromiter((t for _, t in lengths), dtype=np.int64, count=len(lengths))
+    return plan_batches(src, tgt, batch_tokens, shuffle=shuffle, seed=seed).as_lists()

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from attnmt.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from attnmt.config import Config, DataConfig, TrainConfig
 from attnmt.corpora import Pair, clean, group_references, load_pairs
-from attnmt.data import Batch, TranslationDataset, bucketed_batches, collate
+from attnmt.data import Batch, BatchPlan, TranslationDataset, bucketed_batches, collate, plan_batches
 from attnmt.device import autocast, resolve_precision, select_device
 from attnmt.distributed import ONE_PROCESS, World, init_world, local_device
 from attnmt.errors import AttnmtError
@@ -319,6 +319,26 @@ class _Report:
         self.bar.close()
 
 
+class EpochUpdates:
+    """An epoch's updates for this process, from the epoch's :class:`BatchPlan`: update ``u`` is this
+    process's share of batches ``u·k … u·k + k - 1`` (``k`` = accumulate × world size), as index lists."""
+
+    def __init__(self, plan: BatchPlan, accumulate: int, world: World) -> None:
+        self.plan, self.world, self.k = plan, world, accumulate * world.size
+        self.updates = -(-len(plan) // self.k)  # ceil
+        if world.size > 1 and len(plan) % self.k:
+            self.updates -= 1  # a last update too small to give every process a batch
+
+    def __len__(self) -> int:
+        return self.updates
+
+    def __getitem__(self, u: int) -> list[list[int]]:
+        if not 0 <= u < self.updates:
+            raise IndexError(u)
+        last = min(len(self.plan), (u + 1) * self.k)
+        return [self.plan[b].tolist() for b in range(u * self.k + self.world.rank, last, self.world.size)]
+
+
 @dataclass(kw_only=True)
 class _Run:
     """One training run: the loop, validation and checkpoints."""
@@ -341,7 +361,7 @@ class _Run:
         self.trained = self.model  # what a training step runs: the model, or its DDP wrapper
         if self.world.size > 1:
             self.trained = torch.nn.parallel.DistributedDataParallel(self.model)
-        self.lengths = self.dataset.lengths()
+        self.lengths = self.dataset.length_arrays()
         t = self.translator  # the dev set is tokenized once, not at every validation
         self.dev_set = None
         if self.dev is not None:
@@ -353,19 +373,13 @@ class _Run:
                 tgt_tokenizer=t.tgt_tokenizer,
             )
 
-    def batches(self, epoch: int) -> list[list[list[int]]]:
+    def batches(self, epoch: int) -> "EpochUpdates":
         """The epoch's updates, each ``accumulate × world size`` batches of which this process takes
         every world-size-th: a function of (seed, epoch).  With several processes a last update too
         small to give each one a batch is left out."""
-        cfg, w = self.config.train, self.world
-        batches = bucketed_batches(
-            self.lengths, cfg.batch_tokens, shuffle=True, seed=cfg.seed * 100_003 + epoch
-        )
-        k = cfg.accumulate * w.size
-        groups = [batches[i : i + k] for i in range(0, len(batches), k)]
-        if w.size > 1 and len(groups[-1]) < k:
-            groups.pop()
-        return [group[w.rank :: w.size] for group in groups]
+        cfg = self.config.train
+        plan = plan_batches(*self.lengths, cfg.batch_tokens, shuffle=True, seed=cfg.seed * 100_003 + epoch)
+        return EpochUpdates(plan, cfg.accumulate, self.world)
 
     def finished(self) -> bool:
         cfg, s = self.config.train, self.state
@@ -380,14 +394,11 @@ class _Run:
         """Update until a stop condition holds; validate and checkpoint every ``validate_every`` updates
         and at the end."""
         cfg, s = self.config.train, self.state
+        updates, updates_epoch = self.batches(1), 1
         report = _Report(
-            train=cfg,
-            updates_per_epoch=len(self.batches(1)),
-            step=s.step,
-            say=self.say,
-            show_bar=self.show_bar,
+            train=cfg, updates_per_epoch=len(updates), step=s.step, say=self.say, show_bar=self.show_bar
         )
-        last_save, updates, updates_epoch = s.step, [], None
+        last_save = s.step
         while not self.finished():
             # the epoch's updates, computed once per epoch; after its last one, the next epoch
             if updates_epoch != s.epoch:

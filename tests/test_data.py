@@ -1,12 +1,14 @@
+import random
 import re
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnmt.corpora import read_tsv, toy_pairs
-from attnmt.data import TranslationDataset, bucketed_batches, collate, pad_mask
+from attnmt.data import TranslationDataset, bucketed_batches, collate, pad_mask, plan_batches
 from attnmt.errors import AttnmtError
 from attnmt.tokenization import tokenize
 from attnmt.vocab import Vocabulary
@@ -203,3 +205,55 @@ def test_read_tsv_invalid_utf8_message(tmp_path):
 def test_read_tsv_missing_file(tmp_path):
     with pytest.raises(AttnmtError, match=re.escape("nowhere.tsv")):
         read_tsv(tmp_path / "nowhere.tsv")
+
+
+def _list_bucketed_batches(lengths, batch_tokens, *, shuffle, seed=0):
+    """attnmt's batching before plans from arrays (lists of lists), kept as the oracle: runs resumed or
+    reproduced across versions must see the very same batches."""
+    order = list(range(len(lengths)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(order)
+    shortest = min((s + t for s, t in lengths), default=1)
+    pool = max(1, 50 * batch_tokens // max(1, shortest)) if shuffle else max(1, len(order))
+    batches = []
+    for start in range(0, len(order), pool):
+        batch, longest_src, longest_tgt = [], 0, 0
+        for i in sorted(order[start : start + pool], key=lambda i: (sum(lengths[i]), lengths[i][0])):
+            src, tgt = max(longest_src, lengths[i][0]), max(longest_tgt, lengths[i][1])
+            if batch and (len(batch) + 1) * (src + tgt) > batch_tokens:
+                batches.append(batch)
+                batch, (src, tgt) = [], lengths[i]
+            batch.append(i)
+            longest_src, longest_tgt = src, tgt
+        if batch:
+            batches.append(batch)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lengths=st.lists(st.tuples(st.integers(1, 60), st.integers(1, 60)), max_size=400),
+    batch_tokens=st.integers(1, 300),
+    shuffle=st.booleans(),
+    seed=st.integers(0, 2**40),
+)
+def test_plans_from_arrays_give_the_batches_of_the_list_algorithm(lengths, batch_tokens, shuffle, seed):
+    src = np.array([s for s, _ in lengths], dtype=np.int64)
+    tgt = np.array([t for _, t in lengths], dtype=np.int64)
+    plan = plan_batches(src, tgt, batch_tokens, shuffle=shuffle, seed=seed)
+    expected = _list_bucketed_batches(lengths, batch_tokens, shuffle=shuffle, seed=seed)
+    assert plan.as_lists() == expected
+    assert bucketed_batches(lengths, batch_tokens, shuffle=shuffle, seed=seed) == expected
+
+
+def test_a_plan_is_two_arrays_not_a_list_per_batch():
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(1, 40, 20_000), rng.integers(1, 40, 20_000)
+    plan = plan_batches(src, tgt, 2000, shuffle=True, seed=7)
+    assert plan.indices.dtype == np.int64 and plan.offsets.dtype == np.int64
+    assert sorted(plan.indices.tolist()) == list(range(20_000))
+    assert plan.offsets[0] == 0 and plan.offsets[-1] == 20_000 and len(plan) == len(plan.offsets) - 1
+    assert plan[3].tolist() == plan.indices[plan.offsets[3] : plan.offsets[4]].tolist()
