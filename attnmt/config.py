@@ -33,6 +33,8 @@ class DataConfig:
     min_freq: int = 1  # rarer tokens become <unk>
     max_vocab_size: int | None = None  # per language, besides the specials
     max_words: int = 80  # cleaning: pairs with a longer side are dropped from training
+    spm_sample: int = 1_000_000  # SentencePiece trains on at most this many pairs, a random sample
+    prepared: str | None = None  # where `attnmt prepare` writes the encoded corpus; null: MODEL_DIR/prepared
 
 
 @dataclass
@@ -96,7 +98,7 @@ _CHOICES = {
     "train.precision": PRECISIONS,
 }
 _POSITIVE = {
-    "data.vocab_size", "data.min_freq", "data.max_vocab_size", "data.max_words",
+    "data.vocab_size", "data.min_freq", "data.max_vocab_size", "data.max_words", "data.spm_sample",
     "model.embed_size", "model.hidden_size", "model.layers", "model.heads", "model.ff_size", "model.init_range",
     "train.epochs", "train.max_steps", "train.max_minutes", "train.batch_tokens", "train.accumulate", "train.lr",
     "train.warmup_steps", "train.decay_patience", "train.early_stopping", "train.clip_norm",

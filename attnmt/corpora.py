@@ -61,13 +61,37 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def read_tsv(path: Path) -> list[Pair]:
     """``source<TAB>target`` lines, with an optional third column (ignored)."""
-    pairs = []
+    return list(iter_tsv(path))
+
+
+def iter_tsv(path: Path) -> Iterator[Pair]:
+    """:func:`read_tsv`'s pairs one at a time."""
     for number, line in read_lines(path):
         fields = line.split("\t")
         if len(fields) not in (2, 3) or not fields[0].strip() or not fields[1].strip():
             raise AttnmtError(f"{path}:{number}: expected 'source<TAB>target', both non-empty")
-        pairs.append((fields[0], fields[1]))
-    return pairs
+        yield fields[0], fields[1]
+
+
+def iter_parallel(src_path: Path, tgt_path: Path) -> Iterator[Pair]:
+    """:func:`read_parallel`'s pairs one at a time; a file shorter than the other is found at its end."""
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    number = 0
+    for number, s in src:
+        t = next(tgt, None)
+        if t is None:
+            rest = sum(1 for _ in src)
+            raise AttnmtError(
+                f"{src_path}:{number}: has {number + rest} lines but {tgt_path} has {number - 1}"
+            )
+        if not s.strip() or not t[1].strip():
+            raise AttnmtError(
+                f"{src_path if not s.strip() else tgt_path}:{number}: empty line in a parallel corpus"
+            )
+        yield s, t[1]
+    rest = sum(1 for _ in tgt)
+    if rest:
+        raise AttnmtError(f"{tgt_path}:{number + 1}: has {number + rest} lines but {src_path} has {number}")
 
 
 def read_parallel(src_path: Path, tgt_path: Path) -> list[Pair]:
@@ -118,14 +142,9 @@ def clean(
     ``max_ratio`` (when the longer side has more than 5 words) and exact duplicates."""
     report, seen, kept = CleaningReport(read=len(pairs)), set(), []
     for src, tgt in pairs:
-        src, tgt = (" ".join(unicodedata.normalize("NFC", s).split()) for s in (src, tgt))
-        ns, nt = len(src.split()), len(tgt.split())
-        if not ns or not nt:
-            report.empty += 1
-        elif max(ns, nt) > max_words:
-            report.too_long += 1
-        elif max(ns, nt) > 5 and max(ns, nt) > max_ratio * min(ns, nt):
-            report.bad_ratio += 1
+        (src, tgt), reason = clean_pair(src, tgt, max_words=max_words, max_ratio=max_ratio)
+        if reason is not None:
+            setattr(report, reason, getattr(report, reason) + 1)
         elif (src, tgt) in seen:
             report.duplicates += 1
         else:
@@ -133,6 +152,20 @@ def clean(
             kept.append((src, tgt))
     report.kept = len(kept)
     return kept, report
+
+
+def clean_pair(src: str, tgt: str, *, max_words: int, max_ratio: float) -> tuple[Pair, str | None]:
+    """One pair normalised (NFC, whitespace collapsed) and why :func:`clean` drops it (``empty``,
+    ``too_long``, ``bad_ratio``: a :class:`CleaningReport` count), or None; duplicates aside."""
+    src, tgt = (" ".join(unicodedata.normalize("NFC", s).split()) for s in (src, tgt))
+    ns, nt = len(src.split()), len(tgt.split())
+    if not ns or not nt:
+        return (src, tgt), "empty"
+    if max(ns, nt) > max_words:
+        return (src, tgt), "too_long"
+    if max(ns, nt) > 5 and max(ns, nt) > max_ratio * min(ns, nt):
+        return (src, tgt), "bad_ratio"
+    return (src, tgt), None
 
 
 def toy_pairs(src_lang: str = "en", tgt_lang: str = "fr") -> list[Pair]:
@@ -172,6 +205,60 @@ def load_pairs(
         src_path, tgt_path = spec.split(",", 1)
         return read_parallel(Path(src_path), Path(tgt_path))
     return read_tsv(Path(spec))
+
+
+def iter_pairs(
+    spec: str, *, src_lang: str = "en", tgt_lang: str = "fr", root: Path | None = None
+) -> Iterator[Pair]:
+    """:func:`load_pairs`' pairs one at a time: corpus files and Tatoeba are streamed (gzip included),
+    never held whole; the toy set and ``long:`` specs (small, and joined across lines) are read whole."""
+    name, _, split = spec.partition(":")
+    if "+" in spec and not Path(spec).exists():
+        for part in spec.split("+"):
+            yield from iter_pairs(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
+    elif name == "tatoeba" and split in TATOEBA_SPLITS:
+        _oriented([], "tatoeba", src_lang, tgt_lang)  # refuse another language pair before reading
+        path = _find(data_dir(root) / "tatoeba-eng-fra" / "eng-fra.tsv", "tatoeba")
+        for en, fr in iter_tsv(path):
+            if tatoeba_split(en) == split:
+                yield (en, fr) if src_lang == "en" else (fr, en)
+    elif name == "multi30k" and split in MULTI30K_SPLITS:
+        directory = data_dir(root) / "multi30k"
+        yield from iter_parallel(
+            *(_find(directory / f"{split}.{lang}", "multi30k") for lang in (src_lang, tgt_lang))
+        )
+    elif spec != "toy" and name not in ("long", "tatoeba", "multi30k"):
+        if "," in spec:
+            yield from iter_parallel(*(Path(p) for p in spec.split(",", 1)))
+        else:
+            yield from iter_tsv(Path(spec))
+    else:
+        yield from load_pairs(spec, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
+
+
+def spec_files(
+    spec: str, *, src_lang: str = "en", tgt_lang: str = "fr", root: Path | None = None
+) -> list[Path]:
+    """The files a data spec reads: what identifies its data."""
+    name, _, split = spec.partition(":")
+    if "+" in spec and not Path(spec).exists():
+        return [
+            f
+            for part in spec.split("+")
+            for f in spec_files(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
+        ]
+    if spec == "toy":
+        return [Path(str(resources.files("attnmt") / "resources" / "toy_en_fr.tsv"))]
+    if name == "long":
+        return spec_files(split, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
+    if name == "tatoeba":
+        return [_find(data_dir(root) / "tatoeba-eng-fra" / "eng-fra.tsv", "tatoeba")]
+    if name == "multi30k":
+        return [
+            _find(data_dir(root) / "multi30k" / f"{split}.{lang}", "multi30k")
+            for lang in (src_lang, tgt_lang)
+        ]
+    return [Path(p) for p in spec.split(",", 1)] if "," in spec else [Path(spec)]
 
 
 def group_references(pairs: list[Pair]) -> tuple[list[str], list[list[str]]]:

@@ -8,6 +8,8 @@ uninterrupted one would have seen, from the saved position on.
 import contextlib
 import json
 import math
+import os
+import random
 import shutil
 import sys
 import time
@@ -30,6 +32,7 @@ from attnmt.files import atomic_write_text
 from attnmt.metrics import corpus_scores
 from attnmt.model import EncoderDecoderAttention, build_model
 from attnmt.modeldir import CONFIG, load_model, save_model
+from attnmt.prepared import PreparedDataset, ensure_prepared, tokenizer_hash
 from attnmt.tokenization import SubwordTokenizer, Tokenizer, WordTokenizer
 from attnmt.translator import DecodeOptions, Translator
 from attnmt.vocab import Vocabulary
@@ -52,9 +55,12 @@ def loss_fn(
 
 
 def build_tokenizers(data: DataConfig, pairs: list[Pair]) -> tuple[Tokenizer, Tokenizer]:
-    """Word tokenizers, or SentencePiece models trained on ``pairs`` (jointly or per language)."""
+    """Word tokenizers, or SentencePiece models trained on ``pairs`` (jointly or per language), at most
+    ``data.spm_sample`` of them, a random sample."""
     if data.tokenizer == "word":
         return WordTokenizer(data.src_lang), WordTokenizer(data.tgt_lang)
+    if len(pairs) > data.spm_sample:
+        pairs = [pairs[i] for i in sorted(random.Random(0).sample(range(len(pairs)), data.spm_sample))]
     options = {"vocab_size": data.vocab_size, "model_type": data.tokenizer}
     if data.joint_vocab:
         joint = SubwordTokenizer.train([s for s, _ in pairs] + [t for _, t in pairs], **options)
@@ -177,20 +183,28 @@ def train(
     progress = progress and world.is_main
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
     previous = _resumable_model(config, model_dir) if resume else None
-    if pairs is None:
-        pairs = _training_pairs(config.data, data_root, say)
-    if not pairs:
-        raise AttnmtError("no training pairs")
-    src_tok, tgt_tok, src_vocab, tgt_vocab = _tokenizers_and_vocabularies(config.data, pairs, previous, world)
-    dataset = TranslationDataset(
-        pairs,
-        src_vocab,
-        tgt_vocab,
-        src_lang=config.data.src_lang,
-        tgt_lang=config.data.tgt_lang,
-        src_tokenizer=src_tok,
-        tgt_tokenizer=tgt_tok,
-    )
+    if pairs is None and (model_dir is not None or config.data.prepared is not None):
+        directory = Path(config.data.prepared or Path(model_dir) / "prepared")
+        dataset, (src_tok, tgt_tok, src_vocab, tgt_vocab) = _prepared(
+            config.data, directory, data_root, previous, world, say
+        )
+    else:
+        if pairs is None:
+            pairs = _training_pairs(config.data, data_root, say)
+        if not pairs:
+            raise AttnmtError("no training pairs")
+        src_tok, tgt_tok, src_vocab, tgt_vocab = _tokenizers_and_vocabularies(
+            config.data, pairs, previous, world
+        )
+        dataset = TranslationDataset(
+            pairs,
+            src_vocab,
+            tgt_vocab,
+            src_lang=config.data.src_lang,
+            tgt_lang=config.data.tgt_lang,
+            src_tokenizer=src_tok,
+            tgt_tokenizer=tgt_tok,
+        )
     dev = None
     if config.data.dev is not None:
         dev = load_pairs(
@@ -241,6 +255,33 @@ def _training_pairs(data: DataConfig, root: Path | None, say: Callable[[str], No
     )
     say(f"training data {data.train}: {report}")
     return pairs
+
+
+def _prepared(
+    data: DataConfig,
+    directory: Path,
+    root: Path | None,
+    previous: Translator | None,
+    world: World,
+    say: Callable[[str], None],
+) -> tuple[PreparedDataset, tuple[Tokenizer, Tokenizer, Vocabulary, Vocabulary]]:
+    """``data.train`` prepared into ``directory`` (reused when its manifest matches), encoded with the
+    resumed model's tokenizers if there is one.  Rank 0 prepares while the others wait; then the first
+    process of each other machine prepares there if its disk is not shared and it finds nothing."""
+    given = None
+    if previous is not None:
+        given = previous.src_tokenizer, previous.tgt_tokenizer, previous.src_vocab, previous.tgt_vocab
+    if world.is_main:
+        ensure_prepared(directory, data, root=root, tokenizers=given, say=say)
+    world.barrier()
+    if not world.is_main and os.environ.get("LOCAL_RANK", "0") == "0":
+        ensure_prepared(directory, data, root=root, tokenizers=given)
+    world.barrier()
+    dataset = PreparedDataset(directory)
+    tokenizers = world.from_main(given or dataset.tokenizers(data))
+    if tokenizer_hash(tokenizers) != dataset.manifest["tokenizer_sha256"]:
+        raise AttnmtError(f"{directory}: encoded with other tokenizers than rank 0's; delete it and rerun")
+    return dataset, tokenizers
 
 
 def _tokenizers_and_vocabularies(
