@@ -9,10 +9,13 @@ from attnmt.corpora import (
     clean,
     data_dir,
     group_references,
+    iter_pairs,
+    iter_parallel,
     join_consecutive,
     load_pairs,
     read_parallel,
     read_tsv,
+    spec_files,
     tatoeba_split,
 )
 from attnmt.errors import AttnmtError
@@ -154,3 +157,37 @@ def test_specs_joined_with_plus_give_both_sets_in_order(tmp_path):
     plus = tmp_path / "a+b.tsv"  # a file whose name has a "+" is still that file
     plus.write_text("x\ty\n", encoding="utf-8")
     assert load_pairs(str(plus)) == [("x", "y")]
+
+
+def test_streamed_pairs_are_load_pairs_for_every_kind_of_spec(tmp_path):
+    lines = [f"Sentence {i}.\tPhrase {i}.\n" for i in range(2000)]
+    _write(tmp_path / "tatoeba-eng-fra" / "eng-fra.tsv.gz", "".join(lines).encode())
+    _write(tmp_path / "multi30k" / "val.en.gz", b"A dog runs.\nTwo men.\n")
+    _write(tmp_path / "multi30k" / "val.fr.gz", b"Un chien court.\nDeux hommes.\n")
+    tsv = _write(tmp_path / "p.tsv.gz", b"a b\tc d\tattribution\ne\tf\n")
+    src, tgt = _write(tmp_path / "s.txt", b"x\ny\n"), _write(tmp_path / "t.txt", b"z\nw\n")
+    specs = ["toy", "tatoeba:dev", "tatoeba:train", "multi30k:val", str(tsv), f"{src},{tgt}",
+             "long:tatoeba:test", f"tatoeba:test+{tsv}"]  # fmt: skip
+    for spec in specs:
+        for langs in ({}, {"src_lang": "fr", "tgt_lang": "en"}):
+            assert list(iter_pairs(spec, root=tmp_path, **langs)) == load_pairs(spec, root=tmp_path, **langs)
+    assert spec_files(f"tatoeba:test+{tsv}", root=tmp_path) == [
+        tmp_path / "tatoeba-eng-fra" / "eng-fra.tsv.gz",
+        tsv,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("src", "tgt", "message"),
+    [
+        (b"one\ntwo\nthree\n", b"un\ndeux\n", r"a\.en:3: has 3 lines but .*a\.fr has 2"),
+        (b"one\n", b"un\ndeux\ntrois\n", r"a\.fr:2: has 3 lines but .*a\.en has 1"),
+        (b"one\n\n", b"un\ndeux\n", "a.en:2"),
+        (b"one\ntwo\n", b"un\n \n", "a.fr:2"),
+    ],
+)
+def test_streamed_parallel_files_raise_what_read_parallel_raises(tmp_path, src, tgt, message):
+    paths = _write(tmp_path / "a.en", src), _write(tmp_path / "a.fr", tgt)
+    for read in (read_parallel, lambda *p: list(iter_parallel(*p))):
+        with pytest.raises(AttnmtError, match=message):
+            read(*paths)
