@@ -160,35 +160,30 @@ def plan_batches(
 ) -> BatchPlan:
     """:func:`bucketed_batches` from two length arrays, as a :class:`BatchPlan`: the same batches, with
     no Python object per example (the shuffles run on ``array`` buffers, the sorts in numpy)."""
-    src = np.asarray(src_lengths, dtype=np.int64)
-    tgt = np.asarray(tgt_lengths, dtype=np.int64)
+    src, tgt = np.asarray(src_lengths), np.asarray(tgt_lengths)
     n = len(src)
     rng = random.Random(seed)
     order = array.array("q", bytes(8 * n))
     np.frombuffer(order, dtype=np.int64)[:] = np.arange(n)
     if shuffle:
         rng.shuffle(order)  # the very draws random.shuffle makes on a list: the batches of before
-    shuffled = np.frombuffer(order, dtype=np.int64)
-    total = src + tgt
-    shortest = int(total.min()) if n else 1
+    shortest = int((src + tgt).min()) if n else 1
     pool = max(1, 50 * batch_tokens // max(1, shortest)) if shuffle else max(1, n)
-    key = total * (int(src.max(initial=0)) + 1) + src  # sorts as (total, source), like the tuple
+    width = int(src.max(initial=0)) + 1  # (total, source) sorts as total × width + source
     indices, starts = np.empty(n, dtype=np.int64), []
     for begin in range(0, n, pool):
-        chunk = shuffled[begin : begin + pool]
-        chunk = chunk[np.argsort(key[chunk], kind="stable")]  # stable, as sorted() is
-        indices[begin : begin + len(chunk)] = chunk
-        starts += [begin + start for start in _cut(src[chunk].tolist(), tgt[chunk].tolist(), batch_tokens)]
-    starts_array = np.array(starts, dtype=np.int64)
-    sizes = np.diff(np.append(starts_array, n))
+        chunk = np.frombuffer(order, dtype=np.int64)[begin : begin + pool]
+        s, t = src[chunk].astype(np.int64), tgt[chunk].astype(np.int64)
+        by_length = np.argsort((s + t) * width + s, kind="stable")  # stable, as sorted() is
+        indices[begin : begin + len(chunk)] = chunk[by_length]
+        starts += [begin + k for k in _cut(s[by_length].tolist(), t[by_length].tolist(), batch_tokens)]
+    del order
+    sizes = np.diff(np.array([*starts, n], dtype=np.int64)).tolist()
+    batches = list(zip(starts, sizes, strict=True))
     if shuffle:
-        batch_order = array.array("q", range(len(starts)))
-        rng.shuffle(batch_order)
-        pick = np.frombuffer(batch_order, dtype=np.int64)
-        starts_array, sizes = starts_array[pick], sizes[pick]
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    if shuffle:  # gather each batch's run of sorted indices, in the shuffled order
-        indices = indices[np.arange(n) + np.repeat(starts_array - offsets[:-1], sizes)]
+        rng.shuffle(batches)
+        indices = np.concatenate([indices[b : b + size] for b, size in batches] or [indices])
+    offsets = np.cumsum([0] + [size for _, size in batches], dtype=np.int64)
     return BatchPlan(indices, offsets)
 
 

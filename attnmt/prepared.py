@@ -4,8 +4,9 @@
 and counts (duplicates found by 64-bit hashes, first occurrence kept), builds the tokenizers and
 vocabularies (SentencePiece on a bounded random sample, ``data.spm_sample`` pairs), encodes the pairs
 in worker processes, chunk by chunk, and writes, per side, the ids of every kept pair end to end and
-their offsets, beside a manifest.  Three passes over the input, each holding one chunk at a time;
-the one thing that grows with the corpus in memory is the hashes (8 bytes a pair) and a keep flag.
+their offsets, beside a manifest.  Two passes over the input (three for word vocabularies, which count
+the kept pairs' words), each holding a few chunks at a time; what grows with the corpus in memory is
+the hashes (8 bytes a passing pair) and a keep flag (1 byte a pair).
 
 A prepared directory::
 

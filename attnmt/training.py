@@ -595,7 +595,7 @@ def _check_resumable(saved: Config, given: Config, source: Path) -> None:
     for section in ("data", "model"):
         old, new = getattr(saved, section).__dict__, getattr(given, section).__dict__
         for key in old:
-            if old[key] != new[key]:
+            if old[key] != new[key] and f"{section}.{key}" != "data.prepared":  # where, not what
                 raise AttnmtError(
                     f"{section}.{key}: {new[key]!r} differs from {old[key]!r} in {source}; cannot resume"
                 )
