@@ -89,9 +89,8 @@ def measure(n: int, out: Path, updates: int, workers: int) -> dict:
 def table(rows: list[dict], updates: int) -> str:
     cpu = platform.machine()
     with contextlib.suppress(OSError):
-        names = [
-            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
-        ]
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
         cpu = names[0] if names else cpu
     lines = [
         f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} CPUs; {updates} updates; {' '.join(SETTINGS)}",
