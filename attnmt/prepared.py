@@ -94,12 +94,10 @@ def why_stale(
     for key, value in settings(data).items():
         if manifest["settings"].get(key) != value:
             return f"{key} changed ({manifest['settings'].get(key)!r} → {value!r})"
-    old = {i["path"]: i for i in manifest["inputs"]}
-    for identity in input_identities(data, root):
-        if old.get(identity["path"]) != identity:
-            return f"{identity['path']} changed (size or modification time)"
-    if len(old) != len(manifest["inputs"]) or len(old) != len(input_identities(data, root)):
-        return "the input files changed"
+    identities = input_identities(data, root)  # one spec: as many files
+    for old, new in zip(manifest["inputs"], identities, strict=True):
+        if old != new:
+            return f"{new['path']} changed (size or modification time)"
     if tokenizers is not None and manifest["tokenizer_sha256"] != tokenizer_hash(tokenizers):
         return "the model's tokenizer or vocabulary differs"
     return None

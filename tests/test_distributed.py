@@ -1,5 +1,6 @@
 """Data-parallel training with torchrun (gloo on CPU) gives the model one process would train, and a
-seed fixes the model."""
+seed fixes the model.  `attnmt train` trains from the arrays it prepares in the model directory, so the
+processes here share memory-mapped data, each reading its own batches' rows."""
 
 import json
 import os
@@ -76,6 +77,8 @@ def test_two_processes_train_the_model_of_one_with_gradient_accumulation(single,
     _wait(_run(command))
     _assert_same_model(single, model_dir)
     assert len(list((model_dir / "checkpoints").glob("step-*"))) == 2  # rank 0 alone wrote them
+    assert (model_dir / "prepared" / "manifest.json").is_file()  # both trained from the prepared arrays
+    assert not list(model_dir.glob(".prepared*"))  # prepared once, by rank 0, nothing left half-done
 
 
 @pytest.mark.slow
