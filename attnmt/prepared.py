@@ -134,11 +134,14 @@ def prepare(
     """Clean, tokenise and encode ``data.train`` into ``directory`` (replaced as a whole, atomically).
     ``tokenizers`` (e.g. a resumed model's) are used as they are; else they are built here."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    for stale in directory.parent.glob(f".{directory.name}.tmp-*"):  # a prepare killed midway
-        shutil.rmtree(stale, ignore_errors=True)
     tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
-    tmp.mkdir()
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        for stale in directory.parent.glob(f".{directory.name}.tmp-*"):  # a prepare killed midway
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise AttnmtError(f"{directory}: cannot write there ({e.strerror or e})") from None
     try:
         identities = input_identities(data, root)
         with _Pool(workers) as pool:

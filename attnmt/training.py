@@ -184,6 +184,8 @@ def train(
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
     previous = _resumable_model(config, model_dir) if resume else None
     if pairs is None and (model_dir is not None or config.data.prepared is not None):
+        if model_dir is not None and world.is_main:
+            _check_takes_files(Path(model_dir))  # before preparing there, not after
         directory = Path(config.data.prepared or Path(model_dir) / "prepared")
         dataset, (src_tok, tgt_tok, src_vocab, tgt_vocab) = _prepared(
             config.data, directory, data_root, previous, world, say
@@ -574,13 +576,7 @@ def mean_loss(model: torch.nn.Module, dataset: TranslationDataset, batch_tokens:
 def _check_writable(model_dir: Path, model: torch.nn.Module, keep: int) -> None:
     """Fail before training, not an hour in: the directory must take files, and the disk must hold the
     model and ``keep`` + 1 checkpoints (weights and Adam's two moments each)."""
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        probe = model_dir / ".attnmt-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise AttnmtError(f"{model_dir}: cannot write there ({e.strerror or e})") from None
+    _check_takes_files(model_dir)
     size = 4 * sum(p.numel() for p in model.parameters())
     needed, free = size * (2 + 3 * (keep + 1)), shutil.disk_usage(model_dir).free
     if free < needed:
@@ -588,6 +584,16 @@ def _check_writable(model_dir: Path, model: torch.nn.Module, keep: int) -> None:
             f"{model_dir}: {free / 1e6:,.0f} MB free; this run needs about {needed / 1e6:,.0f} MB "
             f"for its model and {keep} checkpoints"
         )
+
+
+def _check_takes_files(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".attnmt-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise AttnmtError(f"{directory}: cannot write there ({e.strerror or e})") from None
 
 
 def _check_resumable(saved: Config, given: Config, source: Path) -> None:

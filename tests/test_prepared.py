@@ -18,9 +18,11 @@ from attnmt import prepared
 from attnmt.config import config_from_dict
 from attnmt.corpora import clean, load_pairs
 from attnmt.data import TranslationDataset, plan_batches
+from attnmt.errors import AttnmtError
 from attnmt.prepared import MANIFEST, PreparedDataset, ensure_prepared, prepare, why_stale
 from attnmt.synthetic import synthetic_pairs, write_synthetic_tsv
-from attnmt.training import train
+from attnmt.tokenization import SubwordTokenizer
+from attnmt.training import build_tokenizers, train
 
 TINY = {"model": {"embed_size": 16, "hidden_size": 32, "dropout": 0.3}}
 
@@ -208,7 +210,8 @@ if sys.argv[1] == "prepare":
     prepare(Path(sys.argv[3]), config.data, workers=1)
 else:
     config.data.prepared = sys.argv[3]
-    from attnmt.training import train
+    from attnmt.tokenization import SubwordTokenizer
+from attnmt.training import build_tokenizers, train
     train(config, model_dir=Path(sys.argv[3]).parent / "model", progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
@@ -236,3 +239,33 @@ def test_memory_grows_by_less_than_the_bounds_from_200_thousand_to_2_million_pai
     (small_prepare, small_train), (large_prepare, large_train) = peaks[200_000], peaks[2_000_000]
     assert large_prepare - small_prepare < 100, peaks
     assert large_train - small_train < 160, peaks
+
+
+def test_an_unwritable_prepared_directory_is_named(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    config = _config(str(_corpus(tmp_path / "c.tsv")), prepared=str(tmp_path / "file" / "prepared"))
+    with pytest.raises(AttnmtError, match=r"file/prepared: cannot write there"):
+        train(config, progress=False)
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_sentencepiece_trains_on_a_sample_of_at_most_spm_sample_kept_pairs(tmp_path, monkeypatch, joint):
+    corpus = _corpus(tmp_path / "c.tsv")
+    kept = {s for s, _ in clean(load_pairs(str(corpus)))[0]} | {
+        t for _, t in clean(load_pairs(str(corpus)))[0]
+    }
+    seen = []
+    real = SubwordTokenizer.train.__func__
+
+    def recording(cls, sentences, **options):
+        seen.append(list(sentences))
+        return real(cls, sentences, **options)
+
+    monkeypatch.setattr(SubwordTokenizer, "train", classmethod(recording))
+    config = _config(str(corpus), tokenizer="bpe", vocab_size=400, spm_sample=100, joint_vocab=joint)
+    prepare(tmp_path / "prepared", config.data, workers=1)
+    pairs, _ = clean(load_pairs(str(corpus)))
+    build_tokenizers(config.data, pairs)  # the in-memory path samples as many
+    for sentences in seen:  # a sampled pair found a duplicate later is left out: at most spm_sample
+        assert 0.85 * (200 if joint else 100) <= len(sentences) <= (200 if joint else 100)
+        assert set(sentences) <= kept and len(set(sentences)) > 0.9 * len(sentences)
