@@ -142,7 +142,7 @@ def collate(dataset: "TranslationDataset | PreparedDataset", indices: list[int])
 class BatchPlan:
     """An epoch's batches, compactly: batch ``b`` is ``indices[offsets[b]:offsets[b + 1]]``."""
 
-    indices: np.ndarray  # (N,) int64 example indices, batch after batch
+    indices: np.ndarray  # (N,) example indices, batch after batch (C int: int32 on every usual platform)
     offsets: np.ndarray  # (batches + 1,) int64
 
     def __len__(self) -> int:
@@ -163,16 +163,18 @@ def plan_batches(
     src, tgt = np.asarray(src_lengths), np.asarray(tgt_lengths)
     n = len(src)
     rng = random.Random(seed)
-    order = array.array("q", bytes(8 * n))
-    np.frombuffer(order, dtype=np.int64)[:] = np.arange(n)
+    if n > np.iinfo(np.intc).max:
+        raise ValueError(f"{n:,} examples: more than a C int indexes")
+    order = array.array("i", bytes(np.dtype(np.intc).itemsize * n))  # 4 bytes an example, not 8
+    np.frombuffer(order, dtype=np.intc)[:] = np.arange(n)
     if shuffle:
         rng.shuffle(order)  # the very draws random.shuffle makes on a list: the batches of before
     shortest = int((src + tgt).min()) if n else 1
     pool = max(1, 50 * batch_tokens // max(1, shortest)) if shuffle else max(1, n)
     width = int(src.max(initial=0)) + 1  # (total, source) sorts as total × width + source
-    indices, starts = np.empty(n, dtype=np.int64), []
+    indices, starts = np.empty(n, dtype=np.intc), []
     for begin in range(0, n, pool):
-        chunk = np.frombuffer(order, dtype=np.int64)[begin : begin + pool]
+        chunk = np.frombuffer(order, dtype=np.intc)[begin : begin + pool]
         s, t = src[chunk].astype(np.int64), tgt[chunk].astype(np.int64)
         by_length = np.argsort((s + t) * width + s, kind="stable")  # stable, as sorted() is
         indices[begin : begin + len(chunk)] = chunk[by_length]

@@ -205,7 +205,8 @@ class PreparedDataset:
         return len(self.src_offsets) - 1
 
     def length_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.diff(self.src_offsets), np.diff(self.tgt_offsets)
+        """(source, target) ids per pair, as int32 arrays."""
+        return tuple(np.diff(offsets).astype(np.int32) for offsets in (self.src_offsets, self.tgt_offsets))
 
     def __getitem__(self, i: int) -> tuple[list[int], list[int]]:
         return (

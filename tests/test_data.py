@@ -253,7 +253,7 @@ def test_a_plan_is_two_arrays_not_a_list_per_batch():
     rng = np.random.default_rng(0)
     src, tgt = rng.integers(1, 40, 20_000), rng.integers(1, 40, 20_000)
     plan = plan_batches(src, tgt, 2000, shuffle=True, seed=7)
-    assert plan.indices.dtype == np.int64 and plan.offsets.dtype == np.int64
+    assert plan.indices.dtype.itemsize <= 4 and plan.offsets.dtype == np.int64  # 4 bytes an example
     assert sorted(plan.indices.tolist()) == list(range(20_000))
     assert plan.offsets[0] == 0 and plan.offsets[-1] == 20_000 and len(plan) == len(plan.offsets) - 1
     assert plan[3].tolist() == plan.indices[plan.offsets[3] : plan.offsets[4]].tolist()
