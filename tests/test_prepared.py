@@ -210,8 +210,7 @@ if sys.argv[1] == "prepare":
     prepare(Path(sys.argv[3]), config.data, workers=1)
 else:
     config.data.prepared = sys.argv[3]
-    from attnmt.tokenization import SubwordTokenizer
-from attnmt.training import build_tokenizers, train
+    from attnmt.training import train
     train(config, model_dir=Path(sys.argv[3]).parent / "model", progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
@@ -236,6 +235,7 @@ def test_memory_grows_by_less_than_the_bounds_from_200_thousand_to_2_million_pai
         corpus = write_synthetic_tsv(tmp_path / f"{n}.tsv.gz", n)
         directory = tmp_path / str(n) / "prepared"
         peaks[n] = _peak_mb("prepare", corpus, directory), _peak_mb("train", corpus, directory)
+    print(f"peak RSS (prepare, train) in MB: {peaks}")  # shown with pytest -s
     (small_prepare, small_train), (large_prepare, large_train) = peaks[200_000], peaks[2_000_000]
     assert large_prepare - small_prepare < 100, peaks
     assert large_train - small_train < 160, peaks
