@@ -17,6 +17,7 @@ Corpus files may be gzipped (``.gz``).  They live in the data directory: ``--dat
 
 import gzip
 import hashlib
+import io
 import os
 import unicodedata
 from collections.abc import Iterator
@@ -46,10 +47,9 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     path = Path(path)
     if not path.is_file():
         raise AttnmtError(f"{path}: file not found")
-    opener = gzip.open if path.suffix == ".gz" else open
     number = 0
     try:
-        with opener(path, "rb") as f:
+        with _open_binary(path) as f:
             for number, raw in enumerate(f, 1):
                 try:
                     yield number, raw.decode("utf-8").rstrip("\r\n")
@@ -57,6 +57,14 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
                     raise AttnmtError(f"{path}:{number}: not valid UTF-8") from None
     except (OSError, EOFError) as e:  # a corrupt or truncated .gz
         raise AttnmtError(f"{path}:{number + 1}: cannot read ({e})") from None
+
+
+def _open_binary(path: Path) -> io.BufferedReader:
+    """A file read in 1 MiB blocks; a .gz one decompressed by the block (GzipFile's own line reading
+    is Python code, three times slower)."""
+    if path.suffix == ".gz":
+        return io.BufferedReader(gzip.GzipFile(path, "rb"), buffer_size=1 << 20)
+    return open(path, "rb", buffering=1 << 20)
 
 
 def read_tsv(path: Path) -> list[Pair]:
