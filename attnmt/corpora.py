@@ -13,6 +13,9 @@ A *data spec* names a set of pairs, in configs and on the command line:
 Corpus files may be gzipped (``.gz``).  They live in the data directory: ``--data-dir``, else
 ``$ATTNMT_DATA``, else ``$XDG_DATA_HOME/attnmt`` (``~/.local/share/attnmt``), in the layout
 ``tatoeba-eng-fra/eng-fra.tsv.gz`` and ``multi30k/{split}.{lang}.gz``.
+
+``load_pairs`` returns a spec's pairs as a list; ``iter_pairs`` streams the same pairs, for corpora too
+big to hold (``attnmt.prepared``), and ``spec_files`` names the files a spec reads.
 """
 
 import gzip
