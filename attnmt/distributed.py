@@ -11,6 +11,7 @@ A single process (no ``torchrun``, or a world of one) never touches ``torch.dist
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -45,8 +46,15 @@ class World:
         if self.size > 1:
             dist.barrier()
 
+    def wait_for_main(self) -> None:
+        """A barrier that waits up to ``LONG_WAIT``, not the process group's timeout (10 minutes with
+        NCCL): for the other processes while rank 0 prepares a large corpus."""
+        if self.size > 1:
+            dist.barrier(group=dist.new_group(backend="gloo", timeout=LONG_WAIT))
+
 
 ONE_PROCESS = World()
+LONG_WAIT = timedelta(hours=12)
 
 
 def launched_world_size() -> int:

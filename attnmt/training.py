@@ -275,10 +275,10 @@ def _prepared(
         given = previous.src_tokenizer, previous.tgt_tokenizer, previous.src_vocab, previous.tgt_vocab
     if world.is_main:
         ensure_prepared(directory, data, root=root, tokenizers=given, say=say)
-    world.barrier()
+    world.wait_for_main()
     if not world.is_main and os.environ.get("LOCAL_RANK", "0") == "0":
         ensure_prepared(directory, data, root=root, tokenizers=given)
-    world.barrier()
+    world.wait_for_main()
     dataset = PreparedDataset(directory)
     tokenizers = world.from_main(given or dataset.tokenizers(data))
     if tokenizer_hash(tokenizers) != dataset.manifest["tokenizer_sha256"]:
