@@ -175,6 +175,9 @@ def train(
     With ``model_dir``, checkpoints go to ``model_dir/checkpoints`` and the best model (by dev BLEU;
     the last one without a dev set) is kept in ``model_dir`` itself, ready for ``load_model``;
     ``resume`` continues from the newest checkpoint there.  Returns the model trained last.
+    Without ``pairs``, and with ``model_dir`` or ``data.prepared``, the training data is prepared once
+    into memory-mapped arrays (``data.prepared``, else ``model_dir/prepared``: see attnmt.prepared) and
+    read from there; the batches and the model are those of the same pairs held in memory.
     """
     torch.manual_seed(config.train.seed)
     device = local_device(select_device(config.train.device))
@@ -183,14 +186,14 @@ def train(
     progress = progress and world.is_main
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
     previous = _resumable_model(config, model_dir) if resume else None
-    if pairs is None and (model_dir is not None or config.data.prepared is not None):
+    if pairs is None and (model_dir is not None or config.data.prepared is not None):  # memory-mapped
         if model_dir is not None and world.is_main:
             _check_takes_files(Path(model_dir))  # before preparing there, not after
         directory = Path(config.data.prepared or Path(model_dir) / "prepared")
         dataset, (src_tok, tgt_tok, src_vocab, tgt_vocab) = _prepared(
             config.data, directory, data_root, previous, world, say
         )
-    else:
+    else:  # pairs given, or nowhere to prepare them: in memory
         if pairs is None:
             pairs = _training_pairs(config.data, data_root, say)
         if not pairs:
@@ -199,14 +202,9 @@ def train(
             config.data, pairs, previous, world
         )
         dataset = TranslationDataset(
-            pairs,
-            src_vocab,
-            tgt_vocab,
-            src_lang=config.data.src_lang,
-            tgt_lang=config.data.tgt_lang,
-            src_tokenizer=src_tok,
-            tgt_tokenizer=tgt_tok,
-        )
+            pairs, src_vocab, tgt_vocab, src_lang=config.data.src_lang, tgt_lang=config.data.tgt_lang,
+            src_tokenizer=src_tok, tgt_tokenizer=tgt_tok,
+        )  # fmt: skip
     dev = None
     if config.data.dev is not None:
         dev = load_pairs(
