@@ -46,7 +46,7 @@ def write_config(arch: str, data: Path, run: Path, steps: int | None, s: dict) -
             "keep_checkpoints": 1,
             "seed": s["seed"],
             "device": "cpu",
-            "precision": "fp32",
+            "precision": "auto",  # as a user runs it: bf16 where the CPU has it natively (OpenNMT-py: fp32)
         },
     }
     run.mkdir(parents=True, exist_ok=True)
