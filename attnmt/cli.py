@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="attnmt", description="Neural machine translation with attention.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = _shared_options()
-    for add_command in (_add_demo, _add_train, _add_translate, _add_score, _add_evaluate, _add_attention,
-                        _add_download, _add_curves, _add_average, _add_export, _add_serve):  # fmt: skip
+    for add_command in (_add_demo, _add_prepare, _add_train, _add_translate, _add_score, _add_evaluate,
+                        _add_attention, _add_download, _add_curves, _add_average, _add_export, _add_serve):  # fmt: skip
         add_command(commands, shared)
     return parser
 
@@ -132,6 +132,19 @@ def _add_demo(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     demo.add_argument("-o", "--output", type=Path, default=Path("attnmt-demo-attention.png"),
                       help="where to save the attention heatmap (.png, .svg or .pdf)")  # fmt: skip
     demo.set_defaults(func=_demo)
+
+
+def _add_prepare(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    prepare = commands.add_parser(
+        "prepare", parents=[shared.data_dir],
+        help="clean, tokenise and encode the training data once, into memory-mapped arrays",
+    )  # fmt: skip
+    prepare.add_argument("config", type=Path, nargs="?", help="experiment YAML (default: the toy demo setup)")
+    prepare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config key, e.g. --set data.max_words=50 (repeatable)")  # fmt: skip
+    prepare.add_argument("--out", type=Path, help="where to write (default: data.prepared)")
+    prepare.add_argument("--workers", type=POSITIVE, help="worker processes (default: one per CPU)")
+    prepare.set_defaults(func=_prepare)
 
 
 def _add_train(commands: argparse._SubParsersAction, shared: _Shared) -> None:
@@ -299,6 +312,24 @@ def _demo(args: argparse.Namespace) -> None:
     if args.output.suffix.lower() not in (".png", ".svg", ".pdf") or not args.output.parent.is_dir():
         raise AttnmtError(f"{args.output}: expected a .png, .svg or .pdf path in an existing directory")
     run_demo(seed=args.seed, heatmap=args.output)
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from attnmt.config import config_from_dict, load_config
+    from attnmt.prepared import ensure_prepared
+
+    if args.config is None:
+        config = config_from_dict({}, args.overrides, source="--set")
+    else:
+        config = load_config(args.config, args.overrides)
+    directory = args.out or (Path(config.data.prepared) if config.data.prepared else None)
+    if directory is None:
+        raise AttnmtError(
+            "data.prepared: not set; set it (attnmt train then reads from there) or give --out DIR"
+        )
+    say = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    manifest = ensure_prepared(directory, config.data, root=args.data_dir, workers=args.workers, say=say)
+    say(f"{manifest['pairs']:,} pairs in {directory}")
 
 
 def _train(args: argparse.Namespace) -> None:
