@@ -15,6 +15,12 @@
    weights int8 and float32 (``CTRANSLATE2``);
 6. writes ``--work``/results.json and the tables (into ``--doc`` between its result markers).
 
+``--best`` races each toolkit's best recipe instead (issue 15): attnmt's budget config
+(``configs/tatoeba-ARCH-12min.yaml``), a peer's own usual recipe (its ``BEST``) with what attnmt's recipe
+adopted that the peer has an option for; both on the pieces of attnmt's recipe's training data, the peer
+given the updates its measured speed with that recipe allows; scored with beam 5 (``BEST_ALPHA``) on
+``tatoeba:test`` and ``long:tatoeba:test``.  ``--resume --best`` adds it to a matched invocation.
+
 ``--resume`` continues an invocation from results.json; with ``--retranslate`` it translates again with
 the race's trained models, every toolkit, after a change to decoding.
 
@@ -37,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from peers import attnmt_cli, joeynmt, opennmt
-from prepare import DATA, prepare
+from prepare import DATA, TESTS, prepare
 
 TOOLKITS = {"attnmt": attnmt_cli, "opennmt": opennmt, "joeynmt": joeynmt}
 COMMON = {
@@ -55,6 +61,7 @@ VARIANTS = {  # a translation row's key suffix → its label after the toolkit's
     **{f"_ct2_{q}": f", CTranslate2 {q}" for q in CTRANSLATE2},
 }  # fmt: skip
 REPORT_EVERY = {"gru": 10, "transformer": 5}
+BEST_ALPHA = 1.0  # GNMT length penalty of the best-recipe race, both toolkits (docs/recipes.md)
 RESULTS_BEGIN, RESULTS_END = "<!-- results: written by bench/compare.py -->", "<!-- /results -->"
 
 
@@ -244,6 +251,7 @@ def main() -> None:
     parser.add_argument("--race-archs", nargs="*", default=None, help="architectures to race (default: all)")
     parser.add_argument("--skip-race", nargs="*", default=[], metavar="TOOLKIT:ARCH")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--best", action="store_true", help="race each toolkit's best recipe (issue 15)")
     parser.add_argument("--minutes", type=float, default=12.0)
     parser.add_argument("--doc", type=Path, help="markdown file whose result markers get the tables")
     parser.add_argument(
@@ -311,6 +319,9 @@ def main() -> None:
     references = json.loads((data / "test.refs.json").read_text(encoding="utf-8"))
     results["test_sentences"] = len(references)
     race_archs = args.archs if args.race_archs is None else args.race_archs
+    if args.best:
+        best_race(args, work, results, race_archs)
+        return
     if args.retranslate:  # decoding changed: translate again with every trained model, side by side
         for arch in race_archs:
             for row in results["race"].get(arch, {}).values():
@@ -346,6 +357,51 @@ def race_train(name: str, arch: str, run: Path, data: Path, work: Path, s: dict,
     return row
 
 
+def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[str]) -> None:
+    """Issue 15's race (``--best``): train each toolkit's best recipe, then beam 5 on every test split."""
+    results.setdefault("best", {})
+    results["best_command"] = " ".join(["python", *sys.argv])
+    results["best_minutes"] = args.minutes
+    for arch in archs:
+        spec = attnmt_cli.best_recipe(arch)["data"]["train"]
+        data = prepare(work / f"data-{spec.replace(':', '_').replace('+', '__')}", spec)
+        s = SETTINGS[arch] | {"recipe": "best", "minutes": args.minutes}
+        for name in args.toolkits:
+            run = work / "best" / arch / name
+            row = results["best"].setdefault(arch, {}).get(name)
+            if row is None:
+                steps_s = None
+                if name != "attnmt":  # the peer's speed with its best recipe: a short run first
+                    probe = s | {"report_every": REPORT_EVERY[arch]}
+                    m = train(
+                        name, arch, run.with_name(f"{name}-speed"), data, work, THROUGHPUT_STEPS[arch], probe
+                    )
+                    steps_s = steps_per_second(m["reports"][1:])
+                row = race_train(name, arch, run, data, work, s | {"report_every": 1_000_000}, steps_s)
+                row |= {"steps_s_probe": steps_s, "recipe": _recipe(name, arch)}
+                results["best"][arch][name] = row
+                _save(work, results, args.doc)
+            for stem in TESTS:
+                if stem not in row:
+                    row[stem] = best_translate(name, run, data, work, stem)
+                    print(f"best {arch} {name} {stem}: {row[stem]}", flush=True)
+                    _save(work, results, args.doc)
+
+
+def best_translate(name: str, run: Path, data: Path, work: Path, stem: str) -> dict:
+    """Beam 5 with ``BEST_ALPHA`` on the test split ``stem``, once: BLEU, chrF, sentences/s."""
+    from attnmt.metrics import corpus_scores
+
+    module = TOOLKITS[name]
+    src = data / (f"{stem}.txt" if module.READS == "text" else f"{stem}.en")
+    out = run / f"best-{stem}.out"
+    command = module.translate_command(venv_of(work, name), run, 5, src, out, alpha=BEST_ALPHA)
+    m = translate(name, command, src, out)
+    hyps = decode_pieces(out, data / "spm.model", module.READS)
+    scores = corpus_scores(hyps, json.loads((data / f"{stem}.refs.json").read_text(encoding="utf-8")))
+    return {"bleu": scores.bleu, "chrf": scores.chrf, "sent_s": len(hyps) / m["seconds"]}
+
+
 def race_translate(
     name: str, arch: str, run: Path, data: Path, work: Path, runs: int, sources: Path, references: list
 ) -> dict:
@@ -377,6 +433,14 @@ def race_translate(
                 "load_s": statistics.median(loads), "peak_mb": peak, "seconds": timings,
             }  # fmt: skip
     return row
+
+
+def _recipe(name: str, arch: str) -> str:
+    """A best recipe in a table cell: attnmt's config file, a peer's options beyond the matched ones."""
+    if name == "attnmt":
+        return f"`{attnmt_cli.BEST[arch].relative_to(Path(__file__).parents[1])}`"
+    options = TOOLKITS[name].BEST[arch]
+    return ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in options.items()) or "the matched options"
 
 
 def _pieces(spm_model: Path) -> list[tuple[str, float]]:
@@ -483,7 +547,43 @@ def render(r: dict) -> str:
                 )
         if all(len(rows) > 1 and all("beam1" in x for x in rows.values()) for rows in r["race"].values()):
             lines += ["", *targets(r)]
+    if r.get("best"):
+        lines += ["", *best_table(r)]
     return "\n".join(lines)
+
+
+def best_table(r: dict) -> list[str]:
+    """The best-recipe race (issue 15): each toolkit's recipe, its updates and beam-5 BLEU per test split."""
+    lines = [
+        f"**Each toolkit's best recipe, {r['best_minutes']:g} minutes** (`{r['best_command']}`): attnmt's budget "
+        "config, OpenNMT-py's usual recipe (`BEST` in bench/peers/opennmt.py) on the same pieces; beam 5, "
+        f"α {BEST_ALPHA:g}, cased sacreBLEU, all references.",
+        "",
+        "| architecture | toolkit | recipe | updates | BLEU tatoeba:test | BLEU long:tatoeba:test |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arch, rows in r["best"].items():
+        for name, row in rows.items():
+            if all(stem in row for stem in TESTS):
+                lines.append(
+                    f"| {arch} | {TOOLKITS[name].NAME} | {row['recipe']} | {row['steps']:,} "
+                    f"| {row['test']['bleu']:.2f} | {row['test_long']['bleu']:.2f} |"
+                )
+    lines += [
+        "",
+        "| target: attnmt ≥ OpenNMT-py + 2 BLEU | tatoeba:test | long:tatoeba:test |",
+        "|---|---|---|",
+    ]
+    for arch, rows in r["best"].items():
+        if {"attnmt", "opennmt"} <= set(rows) and all(
+            s in rows[n] for n in ("attnmt", "opennmt") for s in TESTS
+        ):
+            cells = []
+            for stem in TESTS:
+                gap = rows["attnmt"][stem]["bleu"] - rows["opennmt"][stem]["bleu"]
+                cells.append(f"{gap:+.2f} ({'met' if gap >= 2 else '**not met**'})")
+            lines.append(f"| {arch} | {' | '.join(cells)} |")
+    return lines
 
 
 def targets(r: dict) -> list[str]:

@@ -9,7 +9,9 @@ the winners only.
     ATTNMT_DATA=../shared/data python experiments/recipes.py --minutes 4 \\
         base ls=train.label_smoothing=0.1 feed=model.input_feeding=true ...
 
-A variant is NAME=KEY=VALUE[,KEY=VALUE...]; ``base`` is the recipe unchanged.  Each finished run adds a
+``--base CONFIG`` starts every variant from a config file instead (a budget config of ``configs/``; its
+results go to ``recipes-<config>-<budget>``).  A variant is NAME=KEY=VALUE[,KEY=VALUE...]; ``base`` is the
+recipe unchanged.  Each finished run adds a
 line to ``docs/experiments/recipes-<budget>.jsonl`` (kept: a rerun skips what is done) and the table
 beside it is written anew, with each run's training seconds per update.  A minutes budget needs the CPU
 to itself; an updates budget gives the same model on a shared CPU (``--threads 1`` beside other work),
@@ -22,6 +24,7 @@ import platform
 from pathlib import Path
 
 import torch
+import yaml
 
 from attnmt.config import config_from_dict
 from attnmt.corpora import group_references, load_pairs
@@ -47,10 +50,13 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, [o for o in overrides.split(",") if o]
 
 
-def run(name: str, overrides: list[str], budget: str, runs: Path, splits: tuple[str, ...]) -> dict:
-    """Train one variant for ``budget`` (``train.max_minutes=…`` or ``train.max_steps=…``; a stopped run
-    resumes), then score it with beam 5."""
-    config = config_from_dict(BASE, [*overrides, budget])
+def run(
+    base: dict, name: str, overrides: list[str], budget: list[str], runs: Path, splits: tuple[str, ...]
+) -> dict:
+    """Train one variant of ``base`` for ``budget`` (``train.max_minutes=…`` or ``train.max_steps=…``
+    overrides; a stopped run resumes), then score it with beam 5."""
+    fixed = ["train.validate_every=1000000", "train.device=cpu"]  # the runs only validate at the end
+    config = config_from_dict(base, [*fixed, *overrides, *budget])
     model_dir = runs / name
     resume = (model_dir / "checkpoints").is_dir()
     train(config, model_dir=model_dir, resume=resume, progress=False)
@@ -59,7 +65,7 @@ def run(name: str, overrides: list[str], budget: str, runs: Path, splits: tuple[
     row = {
         "name": name,
         "overrides": overrides,
-        "budget": budget,
+        "budget": budget[0],
         "updates": log[-1]["step"],
         "seconds_per_update": round(log[-1]["seconds"] / log[-1]["step"], 4),
         "threads": torch.get_num_threads(),
@@ -100,6 +106,7 @@ def main() -> None:
     budget.add_argument("--minutes", type=float, help="training minutes per run")
     budget.add_argument("--updates", type=int, help="updates per run")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--base", type=Path, help="config file the variants start from (default: BASE)")
     parser.add_argument("--runs", type=Path, default=Path("runs/recipes"))
     parser.add_argument("--splits", nargs="+", default=list(DEV))
     parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
@@ -107,9 +114,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.minutes:
-        tag, budget = f"recipes-{args.minutes:g}min", f"train.max_minutes={args.minutes}"
+        tag, budget = f"{args.minutes:g}min", [f"train.max_minutes={args.minutes}", "train.max_steps=null"]
     else:
-        tag, budget = f"recipes-{args.updates}upd", f"train.max_steps={args.updates}"
+        tag, budget = f"{args.updates}upd", [f"train.max_steps={args.updates}", "train.max_minutes=null"]
+    tag = f"recipes-{args.base.stem}-{tag}" if args.base else f"recipes-{tag}"
+    base = yaml.safe_load(args.base.read_text(encoding="utf-8")) if args.base else BASE
     results = args.out / f"{tag}.jsonl"
     done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     splits = tuple(args.splits)
@@ -117,7 +126,7 @@ def main() -> None:
         name, overrides = parse_variant(text)
         if any(r["name"] == name for r in done):
             continue
-        row = run(name, overrides, budget, args.runs / tag, splits)
+        row = run(base, name, overrides, budget, args.runs / tag, splits)
         row["cpu"] = (
             f"{platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}"
         )

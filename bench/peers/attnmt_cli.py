@@ -15,10 +15,28 @@ import attnmt
 NAME = f"attnmt {attnmt.__version__}"
 READS = "text"  # attnmt translates plain text and writes plain text
 CTRANSLATE2_ARCHS = ("transformer",)  # CTranslate2 has no recurrent layers
+BEST = {  # attnmt's best 12-minute recipes (issue 15, docs/recipes.md): the budget configs users get
+    arch: Path(__file__).parents[2] / "configs" / f"tatoeba-{arch}-12min.yaml"
+    for arch in ("gru", "transformer")
+}
+
+
+def best_recipe(arch: str) -> dict:
+    """The budget config of ``arch`` as a dict."""
+    return yaml.safe_load(BEST[arch].read_text(encoding="utf-8"))
 
 
 def write_config(arch: str, data: Path, run: Path, steps: int | None, s: dict) -> Path:
-    """The config for ``steps`` updates (or, with ``steps`` None, ``s["minutes"]`` of training)."""
+    """The config for ``steps`` updates (or, with ``steps`` None, ``s["minutes"]`` of training): the
+    matched settings ``s``, or with ``s["recipe"] == "best"`` the budget config (``BEST``)."""
+    if s.get("recipe") == "best":
+        config = best_recipe(arch)
+        config["data"] |= {"dev": None, "test": None}
+        config["train"] |= {
+            "epochs": None, "max_steps": steps, "max_minutes": None if steps else s["minutes"],
+            "validate_every": s["report_every"], "keep_checkpoints": 1, "device": "cpu",
+        }  # fmt: skip
+        return _write(config, run)
     model = (
         {"architecture": "gru", "attention": "additive", "embed_size": s["embed"], "hidden_size": s["hidden"]}
         if arch == "gru"
@@ -49,6 +67,10 @@ def write_config(arch: str, data: Path, run: Path, steps: int | None, s: dict) -
             "precision": "auto",  # as a user runs it: bf16 where the CPU has it natively (OpenNMT-py: fp32)
         },
     }
+    return _write(config, run)
+
+
+def _write(config: dict, run: Path) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     path = run / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -81,11 +103,13 @@ def final_model(run: Path) -> Path:
     return run / "model"
 
 
-def translate_command(venv: Path, run: Path, beam: int, src: Path, out: Path, batch: int = 64) -> list[str]:
+def translate_command(
+    venv: Path, run: Path, beam: int, src: Path, out: Path, batch: int = 64, alpha: float = 1.0
+) -> list[str]:
     """Reads sentences on stdin, writes translations on stdout (the harness connects src and out)."""
     return [
         str(venv / "bin" / "attnmt"), "translate", str(final_model(run)),
-        "--beam", str(beam), "--batch-size", str(batch), "--device", "cpu",
+        "--beam", str(beam), "--alpha", str(alpha), "--batch-size", str(batch), "--device", "cpu",
     ]  # fmt: skip
 
 
