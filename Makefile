@@ -13,7 +13,7 @@ demo: $(VENV)/.installed
 	$(BIN)/attnmt demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=20
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
