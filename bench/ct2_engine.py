@@ -1,0 +1,52 @@
+"""CTranslate2 alone on an attnmt export: how fast the engine translates the test sentences when driven
+directly (length-sorted batches of 64, one hypothesis, no attention), to set apart what
+``attnmt translate`` adds around it (equal-length batches, every beam returned, attention).
+
+    python bench/ct2_engine.py runs/bench/race/transformer/attnmt/ctranslate2-float32 \
+        runs/bench/data/test.txt --compute-types float32 int8_float32 --passes 2
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import ctranslate2
+import torch
+
+from attnmt.tokenization import SubwordTokenizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("export", type=Path, help="an `attnmt export --to ctranslate2` directory")
+    parser.add_argument("sources", type=Path, help="English sentences, one per line")
+    parser.add_argument("--compute-types", nargs="+", default=["default"])
+    parser.add_argument("--passes", type=int, default=2, help="greedy then beam 5, this many times")
+    args = parser.parse_args()
+    tokenizer = SubwordTokenizer.load(args.export / "src.spm")
+    lines = args.sources.read_text(encoding="utf-8").splitlines()
+    sources = [[*tokenizer.tokenize(line), "<eos>"] for line in lines]
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    batches = [[sources[i] for i in order[s : s + 64]] for s in range(0, len(order), 64)]
+    print(f"CTranslate2 {ctranslate2.__version__}, {torch.get_num_threads()} threads, "
+          f"compute types here: {sorted(ctranslate2.get_supported_compute_types('cpu'))}")  # fmt: skip
+    for compute_type in args.compute_types:
+        engine = ctranslate2.Translator(
+            str(args.export), device="cpu", compute_type=compute_type, intra_threads=torch.get_num_threads()
+        )
+        for _ in range(args.passes):
+            for beam in (1, 5):
+                started = time.perf_counter()
+                for batch in batches:
+                    engine.translate_batch(
+                        batch, beam_size=beam, length_penalty=0.0, max_input_length=0,
+                        max_decoding_length=2 * max(map(len, batch)) + 10, return_end_token=True, return_scores=True,
+                    )  # fmt: skip
+                rate = len(sources) / (time.perf_counter() - started)
+                print(f"{compute_type:14s} beam {beam}: {rate:6.0f} sentences/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
