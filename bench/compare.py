@@ -364,7 +364,8 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
     results["best_minutes"] = args.minutes
     for arch in archs:
         spec = attnmt_cli.best_recipe(arch)["data"]["train"]
-        data = prepare(work / f"data-{spec.replace(':', '_').replace('+', '__')}", spec)
+        slug = "" if spec == DATA.train else "-" + spec.replace(":", "_").replace("+", "__")
+        data = prepare(work / f"data{slug}", spec)
         s = SETTINGS[arch] | {"recipe": "best", "minutes": args.minutes}
         for name in args.toolkits:
             run = work / "best" / arch / name
