@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, NoReturn
 
+from attnmt.config import Config, config_from_dict, load_config
 from attnmt.errors import AttnmtError
 from attnmt.translator import DecodeOptions
 
@@ -89,10 +90,13 @@ class _Shared(NamedTuple):
     int8: argparse.ArgumentParser
     data_dir: argparse.ArgumentParser
     picture_format: argparse.ArgumentParser  # --format of the heatmaps in a directory: attention, score
+    experiment: argparse.ArgumentParser  # CONFIG and --set: prepare, train
 
 
 def _shared_options() -> _Shared:
-    device, decoding, batch_size, int8, data_dir, picture_format = (_Parser(add_help=False) for _ in range(6))
+    device, decoding, batch_size, int8, data_dir, picture_format, experiment = (
+        _Parser(add_help=False) for _ in range(7)
+    )
     device.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda[:N], mps"
     )
@@ -110,7 +114,12 @@ def _shared_options() -> _Shared:
     picture_format.add_argument(
         "--format", choices=("png", "svg", "pdf"), default="png", help="pictures in a directory"
     )
-    return _Shared(device, decoding, batch_size, int8, data_dir, picture_format)
+    experiment.add_argument(
+        "config", type=Path, nargs="?", help="experiment YAML (default: the toy demo setup)"
+    )
+    experiment.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a config key, e.g. --set train.epochs=10 (repeatable)")  # fmt: skip
+    return _Shared(device, decoding, batch_size, int8, data_dir, picture_format, experiment)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,12 +145,9 @@ def _add_demo(commands: argparse._SubParsersAction, shared: _Shared) -> None:
 
 def _add_prepare(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     prepare = commands.add_parser(
-        "prepare", parents=[shared.data_dir],
+        "prepare", parents=[shared.experiment, shared.data_dir],
         help="clean, tokenise and encode the training data once, into memory-mapped arrays",
     )  # fmt: skip
-    prepare.add_argument("config", type=Path, nargs="?", help="experiment YAML (default: the toy demo setup)")
-    prepare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a config key, e.g. --set data.max_words=50 (repeatable)")  # fmt: skip
     prepare.add_argument("--out", type=Path, help="where to write (default: data.prepared)")
     prepare.add_argument("--workers", type=POSITIVE, help="worker processes (default: one per CPU)")
     prepare.set_defaults(func=_prepare)
@@ -149,12 +155,11 @@ def _add_prepare(commands: argparse._SubParsersAction, shared: _Shared) -> None:
 
 def _add_train(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     train = commands.add_parser(
-        "train", parents=[shared.data_dir], help="train a model and save it as a model directory"
+        "train",
+        parents=[shared.experiment, shared.data_dir],
+        help="train a model and save it as a model directory",
     )
-    train.add_argument("config", type=Path, nargs="?", help="experiment YAML (default: the toy demo setup)")
     train.add_argument("--model-dir", type=Path, required=True, help="where to save the trained model")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set train.epochs=10 (repeatable)")  # fmt: skip
     train.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --model-dir"
     )
@@ -314,14 +319,17 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(seed=args.seed, heatmap=args.output)
 
 
+def _experiment_config(args: argparse.Namespace) -> Config:
+    """The config of ``prepare`` and ``train``: CONFIG (or the toy demo setup) with the --set overrides."""
+    if args.config is None:
+        return config_from_dict({}, args.overrides, source="--set")
+    return load_config(args.config, args.overrides)
+
+
 def _prepare(args: argparse.Namespace) -> None:
-    from attnmt.config import config_from_dict, load_config
     from attnmt.prepared import ensure_prepared
 
-    if args.config is None:
-        config = config_from_dict({}, args.overrides, source="--set")
-    else:
-        config = load_config(args.config, args.overrides)
+    config = _experiment_config(args)
     directory = args.out or (Path(config.data.prepared) if config.data.prepared else None)
     if directory is None:
         raise AttnmtError(
@@ -333,13 +341,9 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from attnmt.config import config_from_dict, load_config
     from attnmt.training import train
 
-    if args.config is None:
-        config = config_from_dict({}, args.overrides, source="--set")
-    else:
-        config = load_config(args.config, args.overrides)
+    config = _experiment_config(args)
     if args.model_dir.exists() and not args.model_dir.is_dir():
         raise AttnmtError(f"{args.model_dir}: exists and is not a directory")
     if args.model_dir.is_dir() and any(args.model_dir.iterdir()) and not (args.overwrite or args.resume):
