@@ -65,8 +65,9 @@ class TrainConfig:
     batch_tokens: int = 400  # a batch holds at most this many source + target tokens, padding included
     accumulate: int = 1  # batches per update (gradient accumulation)
     lr: float = 3e-3  # Adam
-    schedule: str = "constant"  # constant | plateau (decay when dev BLEU stalls) | inverse_sqrt (warmup)
-    warmup_steps: int = 4000  # inverse_sqrt
+    schedule: str = "constant"  # constant | plateau (decay when dev BLEU stalls) | inverse_sqrt | budget
+    warmup_steps: int = 4000  # inverse_sqrt, budget: updates of linear warm-up (budget: 0 for none)
+    decay_share: float = 0.3  # budget: lr falls linearly to 0 over this last share of max_steps/max_minutes
     decay_factor: float = 0.5  # plateau: lr *= decay_factor ...
     decay_patience: int = 2  # ... after this many validations without a better dev BLEU
     early_stopping: int | None = None  # stop after this many validations without a better dev BLEU
@@ -94,17 +95,19 @@ _CHOICES = {
     "data.tokenizer": ("word", "bpe", "unigram"),
     "model.architecture": ("gru", "transformer"),
     "model.attention": ("none", *ATTENTION_TYPES),
-    "train.schedule": ("constant", "plateau", "inverse_sqrt"),
+    "train.schedule": ("constant", "plateau", "inverse_sqrt", "budget"),
     "train.precision": PRECISIONS,
 }
 _POSITIVE = {
     "data.vocab_size", "data.min_freq", "data.max_vocab_size", "data.max_words", "data.spm_sample",
     "model.embed_size", "model.hidden_size", "model.layers", "model.heads", "model.ff_size", "model.init_range",
     "train.epochs", "train.max_steps", "train.max_minutes", "train.batch_tokens", "train.accumulate", "train.lr",
-    "train.warmup_steps", "train.decay_patience", "train.early_stopping", "train.clip_norm",
+    "train.decay_share", "train.decay_patience", "train.early_stopping", "train.clip_norm",
     "train.validate_every", "train.keep_checkpoints",
 }  # fmt: skip
-_FRACTION = {"model.dropout", "train.teacher_forcing", "train.decay_factor", "train.label_smoothing"}
+_FRACTION = {
+    "model.dropout", "train.teacher_forcing", "train.decay_factor", "train.label_smoothing", "train.decay_share",
+}  # fmt: skip
 
 
 def config_from_dict(data: Any, overrides: list[str] = (), source: str = "config") -> Config:
@@ -220,7 +223,12 @@ def _validate(config: Config, source: str) -> None:
             )
         if config.train.teacher_forcing < 1.0:
             raise AttnmtError(f"{source}: train.teacher_forcing: the Transformer trains with 1.0 only")
-    if config.train.epochs is None and config.train.max_steps is None and config.train.max_minutes is None:
+    train = config.train
+    if train.epochs is None and train.max_steps is None and train.max_minutes is None:
         raise AttnmtError(f"{source}: train: set at least one of epochs, max_steps, max_minutes")
+    if train.warmup_steps < 0 or (train.schedule == "inverse_sqrt" and train.warmup_steps == 0):
+        raise AttnmtError(f"{source}: train.warmup_steps: must be positive, got {train.warmup_steps}")
+    if train.schedule == "budget" and train.max_steps is None and train.max_minutes is None:
+        raise AttnmtError(f"{source}: train.schedule: budget decays over max_steps or max_minutes; set one")
     if config.data.src_lang == config.data.tgt_lang:
         raise AttnmtError(f"{source}: data.tgt_lang: must differ from data.src_lang")

@@ -145,15 +145,25 @@ class Progress:
         return progress
 
 
-def learning_rate(step: int, train: TrainConfig, decays: int = 0) -> float:
-    """The learning rate of update ``step`` (0-based) under ``train.schedule``: ``constant`` is
-    ``train.lr``; ``inverse_sqrt`` warms up linearly for ``warmup_steps`` to ``train.lr``, then decays
-    with the inverse square root of the step (Vaswani et al. 2017, eq. 3, scaled to peak at
-    ``train.lr``); ``plateau`` is ``train.lr × decay_factor ** decays``, ``decays`` counting the
-    validations that decayed it."""
+def learning_rate(step: int, train: TrainConfig, decays: int = 0, seconds: float = 0.0) -> float:
+    """The learning rate of update ``step`` (0-based), ``seconds`` of training in, under
+    ``train.schedule``: ``constant`` is ``train.lr``; ``inverse_sqrt`` warms up linearly for
+    ``warmup_steps`` to ``train.lr``, then decays with the inverse square root of the step (Vaswani et
+    al. 2017, eq. 3, scaled to peak at ``train.lr``); ``plateau`` is ``train.lr × decay_factor **
+    decays``, ``decays`` counting the validations that decayed it; ``budget`` warms up likewise, holds
+    ``train.lr``, and falls linearly to 0 over the last ``decay_share`` of the budget — ``max_steps``
+    or ``max_minutes``, whichever is spent first (warmup–stable–decay, timed by the budget as in
+    Geiping & Goldstein 2023)."""
+    n = step + 1
     if train.schedule == "inverse_sqrt":
-        n = step + 1
         return train.lr * min(n / train.warmup_steps, (train.warmup_steps / n) ** 0.5)
+    if train.schedule == "budget":
+        spent = max(
+            step / train.max_steps if train.max_steps else 0.0,
+            seconds / (60 * train.max_minutes) if train.max_minutes else 0.0,
+        )
+        warm = min(1.0, n / train.warmup_steps) if train.warmup_steps else 1.0
+        return train.lr * warm * min(1.0, max(0.0, 1.0 - spent) / train.decay_share)
     lr = train.lr
     if train.schedule == "plateau":
         for _ in range(decays):  # one product at a time, the float a run always got
@@ -466,7 +476,7 @@ class _Run:
         cfg, s = self.config.train, self.state
         tick = time.perf_counter()
         group = [collate(self.dataset, b).to(self.device) for b in batches]
-        lr = learning_rate(s.step, cfg, s.decays)
+        lr = learning_rate(s.step, cfg, s.decays, s.seconds)
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = lr
         with autocast(self.device, self.precision):
@@ -529,7 +539,8 @@ class _Run:
         """A checkpoint and the log into ``model_dir``; the model too if it ``improved``."""
         cfg, s, model_dir = self.config.train, self.state, self.model_dir
         state = {k: getattr(s, k) for k in Progress.__dataclass_fields__} | {"config": self.config.to_dict()}
-        state["lr"] = learning_rate(s.step, cfg, s.decays)  # the next update's, for attnmt before `decays`
+        # the next update's rate, for attnmt versions before `decays`
+        state["lr"] = learning_rate(s.step, cfg, s.decays, s.seconds)
         try:
             if improved:
                 save_model(self.translator, model_dir)

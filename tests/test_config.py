@@ -155,6 +155,21 @@ def test_scientific_notation_is_a_float(tmp_path, text):
         ),
         pytest.param({}, ["model.hidden_size=33"], "model.hidden_size: must be even", id="odd-bidirectional"),
         pytest.param({}, ["data.tgt_lang=en"], "data.tgt_lang: must differ", id="same-languages"),
+        pytest.param(
+            {},
+            ["train.schedule=inverse_sqrt", "train.warmup_steps=0"],
+            "train.warmup_steps: must be positive",
+            id="no-warmup-for-inverse-sqrt",
+        ),
+        pytest.param(
+            {},
+            ["train.schedule=budget"],
+            "train.schedule: budget decays over max_steps or max_minutes",
+            id="budget-without-budget",
+        ),
+        pytest.param(
+            {}, ["train.decay_share=0"], "train.decay_share: must be positive", id="zero-decay-share"
+        ),
         pytest.param({}, ["train.lr"], "train.lr", id="override-without-equals"),
     ],
 )

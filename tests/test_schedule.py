@@ -21,6 +21,23 @@ def test_inverse_sqrt_warms_up_linearly_to_the_configured_rate_then_falls_as_one
     assert max(rates) == rates[99]
 
 
+def test_budget_warms_up_holds_then_falls_linearly_to_zero_over_the_last_share_of_the_updates():
+    train = TrainConfig(lr=0.002, schedule="budget", warmup_steps=10, max_steps=1000, decay_share=0.2)
+    assert learning_rate(4, train) == pytest.approx(0.001)  # update 5 of 10 warm-up updates
+    assert learning_rate(9, train) == learning_rate(799, train) == 0.002  # held until 80 % are done
+    assert learning_rate(900, train) == pytest.approx(0.001)  # halfway down the last 200
+    assert learning_rate(1000, train) == 0.0
+    rates = [learning_rate(step, train) for step in range(800, 1001)]
+    assert rates == sorted(rates, reverse=True)
+
+
+def test_budget_follows_the_clock_when_the_minutes_run_out_before_the_updates():
+    train = TrainConfig(lr=0.001, schedule="budget", warmup_steps=0, max_steps=10_000, max_minutes=10)
+    assert learning_rate(0, train, seconds=0.0) == 0.001  # no warm-up
+    assert learning_rate(100, train, seconds=0.85 * 600) == pytest.approx(0.0005)  # 15 % of 10 minutes left
+    assert learning_rate(100, train, seconds=600) == 0.0
+
+
 def test_plateau_multiplies_the_configured_rate_by_the_factor_once_per_decay():
     train = TrainConfig(lr=0.004, schedule="plateau", decay_factor=0.5)
     assert [learning_rate(700, train, decays) for decays in range(4)] == [0.004, 0.002, 0.001, 0.0005]

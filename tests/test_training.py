@@ -78,6 +78,15 @@ def test_resume_trains_with_a_changed_learning_rate(tmp_path, monkeypatch, sched
     assert state["param_groups"][0]["lr"] == 0.001 * 0.5**decays  # what Adam used at update 21
 
 
+def test_the_budget_schedule_anneals_to_the_last_update(tmp_path):
+    config = _config(max_steps=20, lr=0.002, schedule="budget", warmup_steps=0, decay_share=0.5)
+    train(config, pairs=PAIRS, model_dir=tmp_path, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    # each the rate of its update: update 7 at the peak, 14 and 20 on the way down the last half of 20
+    assert [r["step"] for r in log] == [7, 14, 20]
+    assert [r["lr"] for r in log] == pytest.approx([0.002, 0.002 * 7 / 10, 0.002 * 1 / 10])
+
+
 def test_resume_refuses_a_different_model(tmp_path):
     train(_config(max_steps=7), pairs=PAIRS, model_dir=tmp_path, progress=False)
     changed = _config(max_steps=14)
