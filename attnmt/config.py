@@ -52,6 +52,7 @@ class ModelConfig:
     bridge: bool = (
         False  # gru: the decoder starts from tanh(W · encoder final state + b), not the state itself
     )
+    tie_embeddings: bool = False  # gru: the output layer is the decoder's embedding matrix (embed = hidden)
     init_range: float | None = (
         None  # gru: every weight uniform in ±init_range (OpenNMT: 0.1); null: PyTorch's
     )
@@ -216,6 +217,11 @@ def _validate(config: Config, source: str) -> None:
     model = config.model
     if model.architecture == "gru" and model.bidirectional and model.hidden_size % 2:
         raise AttnmtError(f"{source}: model.hidden_size: must be even for a bidirectional encoder")
+    if model.architecture == "gru" and model.tie_embeddings and model.embed_size != model.hidden_size:
+        raise AttnmtError(
+            f"{source}: model.tie_embeddings: needs model.embed_size ({model.embed_size}) equal to "
+            f"model.hidden_size ({model.hidden_size})"
+        )
     if model.architecture == "transformer":
         if model.hidden_size % model.heads:
             raise AttnmtError(

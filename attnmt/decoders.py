@@ -30,8 +30,13 @@ class Decoder(nn.Module):
         layers: int = 1,
         dropout: float = 0.0,
         input_feeding: bool = False,
+        tie_embeddings: bool = False,
     ):
         super().__init__()
+        if tie_embeddings and embed_size != hidden_size:
+            raise ValueError(
+                f"tied embeddings need embed_size == hidden_size, got {embed_size}, {hidden_size}"
+            )
         self.attention = attention
         self.input_feeding = input_feeding and attention is not None
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=0)
@@ -44,7 +49,9 @@ class Decoder(nn.Module):
             dropout=dropout if layers > 1 else 0.0,
         )  # fmt: skip
         self.combine = nn.Linear(2 * hidden_size, hidden_size)  # W_c
-        self.output = nn.Linear(hidden_size, vocab_size)  # W_s
+        # W_s; tied: the embedding matrix itself (Press & Wolf 2017), with a bias of its own
+        self.output = None if tie_embeddings else nn.Linear(hidden_size, vocab_size)
+        self.output_bias = nn.Parameter(torch.zeros(vocab_size)) if tie_embeddings else None
 
     def forward(
         self,
@@ -88,7 +95,13 @@ class Decoder(nn.Module):
         feed = attentional[:, -1]  # (B, H)
         if keep is not None:
             attentional = attentional[keep]  # (N, H)
-        return self.output(self.dropout(attentional)), hidden, feed, weights
+        return self.logits(self.dropout(attentional)), hidden, feed, weights
+
+    def logits(self, attentional: Tensor) -> Tensor:
+        """Attentional states (…, H) → word scores (…, V): W_s h̃ + b."""
+        if self.output is None:
+            return nn.functional.linear(attentional, self.embedding.weight, self.output_bias)
+        return self.output(attentional)
 
     def _attend(self, outputs: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """GRU outputs (B, T, H) → attentional states h̃ (B, T, H), weights (B, T, S)."""

@@ -209,6 +209,7 @@ def build_model(
         layers=config.layers,
         dropout=config.dropout,
         input_feeding=config.input_feeding,
+        tie_embeddings=config.tie_embeddings,
     )
     model = EncoderDecoderAttention(encoder, decoder, bridge=config.bridge)
     if config.init_range is not None:  # OpenNMT's param_init: every weight uniform in ±init_range

@@ -157,6 +157,12 @@ def test_scientific_notation_is_a_float(tmp_path, text):
         pytest.param({}, ["data.tgt_lang=en"], "data.tgt_lang: must differ", id="same-languages"),
         pytest.param(
             {},
+            ["model.tie_embeddings=true"],
+            "model.tie_embeddings: needs model.embed_size (64)",
+            id="tie-sizes",
+        ),
+        pytest.param(
+            {},
             ["train.schedule=inverse_sqrt", "train.warmup_steps=0"],
             "train.warmup_steps: must be positive",
             id="no-warmup-for-inverse-sqrt",

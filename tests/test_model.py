@@ -2,6 +2,7 @@ import dataclasses
 import inspect
 
 import pytest
+import safetensors.torch
 import torch
 
 from attnmt.config import ModelConfig
@@ -159,3 +160,27 @@ def test_uniform_init_puts_every_weight_in_range():
     model = _model("additive", init_range=0.1)
     values = torch.cat([p.flatten() for p in model.parameters()])
     assert values.abs().max() <= 0.1 and values.abs().max() > 0.09  # the range is used, not only bounded
+
+
+def test_tied_embeddings_score_words_with_the_decoders_embedding_matrix(tmp_path):
+    """Press & Wolf (2017): W_s is the target embedding; the model has no separate output matrix,
+    and its weights save and load like any other (no shared tensors in the file)."""
+    tied = _model("additive", embed_size=12, tie_embeddings=True)
+    untied = _model("additive", embed_size=12)
+    n_tied, n_untied = (sum(p.numel() for p in m.parameters()) for m in (tied, untied))
+    assert n_untied - n_tied == TGT_V * 12  # one V × H matrix fewer
+    h = torch.randn(2, 12)
+    torch.testing.assert_close(
+        tied.decoder.logits(h), h @ tied.decoder.embedding.weight.T + tied.decoder.output_bias
+    )
+    src, src_pad_mask, tgt = _batch()
+    logits, _ = tied(src, src_pad_mask, tgt)
+    safetensors.torch.save_file(tied.state_dict(), tmp_path / "model.safetensors")
+    again = _model("additive", embed_size=12, tie_embeddings=True)
+    again.load_state_dict(safetensors.torch.load_file(tmp_path / "model.safetensors"))
+    torch.testing.assert_close(again(src, src_pad_mask, tgt)[0], logits)
+
+
+def test_tied_embeddings_need_equal_embedding_and_hidden_sizes():
+    with pytest.raises(ValueError, match="embed_size == hidden_size"):
+        _model("additive", tie_embeddings=True)  # embed 8, hidden 12
