@@ -359,6 +359,8 @@ def race_train(name: str, arch: str, run: Path, data: Path, work: Path, s: dict,
 
 def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[str]) -> None:
     """Issue 15's race (``--best``): train each toolkit's best recipe, then beam 5 on every test split."""
+    from attnmt.config import TrainConfig
+
     results.setdefault("best", {})
     results["best_command"] = " ".join(["python", *sys.argv])
     results["best_minutes"] = args.minutes
@@ -367,6 +369,9 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
         slug = "" if spec == DATA.train else "-" + spec.replace(":", "_").replace("+", "__")
         data = prepare(work / f"data{slug}", spec)
         s = SETTINGS[arch] | {"recipe": "best", "minutes": args.minutes}
+        train_cfg = attnmt_cli.best_recipe(arch)["train"]
+        if train_cfg.get("schedule") == "budget":  # the peer decays over the same last share of its updates
+            s["decay_share"] = train_cfg.get("decay_share", TrainConfig.decay_share)
         for name in args.toolkits:
             run = work / "best" / arch / name
             row = results["best"].setdefault(arch, {}).get(name)

@@ -49,6 +49,7 @@ BEST = {  # OpenNMT-py's own usual recipe (issue 15), for the best-recipe race, 
     "gru": {
         "batch_type": "sents", "batch_size": 64, "label_smoothing": 0.1, "input_feed": 1, "bridge": True,
         "param_init": 0.1,
+        "share_decoder_embeddings": True,  # adopted by attnmt (model.tie_embeddings), so given here too
     },
     # Its documented Transformer recipe (6 layers of 512, 8,000 warmup steps, 4,096-token batches ×
     # 4 accumulated) is sized for GPUs and days: in 12 CPU minutes it would not leave warmup.  Its best
@@ -162,6 +163,15 @@ def write_config(arch: str, data: Path, run: Path, steps: int, s: dict) -> Path:
         }  # fmt: skip
     else:
         schedule = {"decay_method": "none", "learning_rate": s["lr"]}
+    if s.get("decay_share"):
+        # attnmt's budget schedule (lr falls to 0 over the last share of the updates) in OpenNMT-py's own
+        # terms: its step decay, halving the rate 6 times over the same last share (to 1/64 of it)
+        schedule |= {
+            "start_decay_steps": round(steps * (1 - s["decay_share"])), "learning_rate_decay": 0.5,
+            "decay_steps": max(1, round(steps * s["decay_share"] / 6)),
+        }  # fmt: skip
+        if schedule["decay_method"] == "noam":
+            schedule["decay_method"] = "noamwd"  # noam × the step decay
     config = {
         "data": {
             "corpus_1": {
