@@ -49,14 +49,24 @@ def save_checkpoint(
     except BaseException:  # a full disk, a signal: leave no half-written directory behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(final, ignore_errors=True)
+    _discard(final)
     os.replace(tmp, final)
     _fsync_dir(root)
     for old in sorted(root.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
     for stale in root.glob(".tmp-step-*"):
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _discard(checkpoint: Path) -> None:
+    """Delete a checkpoint directory: renamed out of sight first (one atomic step), so that a kill
+    mid-delete never leaves a ``step-…`` directory with some of its files gone."""
+    if checkpoint.exists():
+        aside = checkpoint.with_name(f".tmp-{checkpoint.name}-discarded")
+        shutil.rmtree(aside, ignore_errors=True)  # left by an earlier kill
+        os.replace(checkpoint, aside)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _write(

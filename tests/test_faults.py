@@ -9,6 +9,7 @@ import argparse
 import errno
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,3 +147,27 @@ if __name__ == "__main__":
         f"{landed} of {args.kills} kills landed during training; final model equal to uninterrupted: {same}"
     )
     sys.exit(0 if same else 1)
+
+
+def test_a_kill_while_old_checkpoints_are_deleted_leaves_no_broken_checkpoint(tmp_path, monkeypatch):
+    """Pruning renames a checkpoint out of sight before deleting its files: a kill mid-delete (here an
+    exception from the delete) leaves only whole ``step-…`` directories."""
+    import attnmt.checkpoint
+
+    config = config_from_dict({}, [f"{k}={v}" for k, v in SETTINGS.items()] + ["train.max_steps=6"])
+    train(config, model_dir=tmp_path, progress=False)  # checkpoints 2, 4, 6: the next one prunes 2
+    real = shutil.rmtree
+
+    def killed_midway(path, ignore_errors=False):
+        name = Path(path).name
+        if Path(path).is_dir() and (name.startswith("step-") or name.endswith("-discarded")):
+            (Path(path) / "state.json").unlink()  # some files gone, then the process dies
+            raise KeyboardInterrupt
+        real(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(attnmt.checkpoint.shutil, "rmtree", killed_midway)
+    config.train.max_steps = 8
+    with pytest.raises(KeyboardInterrupt):
+        train(config, model_dir=tmp_path, resume=True, progress=False)
+    monkeypatch.undo()
+    assert check_everything_on_disk_loads(tmp_path) >= 1  # every step-… left loads
