@@ -363,16 +363,20 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
     from attnmt.config import TrainConfig
 
     results.setdefault("best", {})
-    results["best_command"] = " ".join(["python", *sys.argv])
+    command = " ".join(["python", *sys.argv])  # each --best invocation that added rows, in order
+    results["best_commands"] = [c for c in results.get("best_commands", []) if c != command] + [command]
     results["best_minutes"] = args.minutes
+    results["best_cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # bf16 or not for attnmt
     for arch in archs:
-        spec = attnmt_cli.best_recipe(arch)["data"]["train"]
+        recipe = attnmt_cli.best_recipe(arch)
+        spec = recipe["data"]["train"]
         slug = "" if spec == DATA.train else "-" + spec.replace(":", "_").replace("+", "__")
         data = prepare(work / f"data{slug}", spec)
         s = SETTINGS[arch] | {"recipe": "best", "minutes": args.minutes}
-        train_cfg = attnmt_cli.best_recipe(arch)["train"]
-        if train_cfg.get("schedule") == "budget":  # the peer decays over the same last share of its updates
-            s["decay_share"] = train_cfg.get("decay_share", TrainConfig.decay_share)
+        if (
+            recipe["train"].get("schedule") == "budget"
+        ):  # the peer decays over the same last share of its updates
+            s["decay_share"] = recipe["train"].get("decay_share", TrainConfig.decay_share)
         # a peer also trains on the plain pairs when attnmt's recipe adds data: its best may be either
         entries = [(n, n, data) for n in args.toolkits]
         if spec != DATA.train:
@@ -573,11 +577,12 @@ def render(r: dict) -> str:
 def best_table(r: dict) -> list[str]:
     """The best-recipe race (issue 15): each toolkit's recipe, its updates and beam-5 BLEU per test split."""
     lines = [
-        f"**Each toolkit's best recipe, {r['best_minutes']:g} minutes** (`{r['best_command']}`): attnmt's budget "
+        f"**Each toolkit's best recipe, {r['best_minutes']:g} minutes** (`{'`, then `'.join(r['best_commands'])}`): attnmt's budget "
         "config; OpenNMT-py's usual recipe (`BEST` in bench/peers/opennmt.py) on the same training data "
         "and pieces, and again on the plain pairs when attnmt's recipe adds joined ones (its better row "
         "counts); beam 5, "
-        f"α {BEST_ALPHA:g}, cased sacreBLEU, all references.",
+        f"α {BEST_ALPHA:g}, cased sacreBLEU, all references; machine as above, torch's CPU capability "
+        f"{r.get('best_cpu_capability', 'not recorded')}.",
         "",
         "| architecture | toolkit | recipe | updates | BLEU tatoeba:test | BLEU long:tatoeba:test |",
         "|---|---|---|---|---|---|",

@@ -133,22 +133,6 @@ def test_a_corrupt_or_foreign_checkpoint_gets_a_clear_message(tmp_path):
         load_checkpoint(checkpoint, model, optimizer)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="the fault soak: many random SIGKILLs, one final comparison")
-    parser.add_argument("--kills", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--dir", type=Path, default=Path("runs/fault-soak"))
-    args = parser.parse_args()
-    subprocess.run(_command(args.dir / "whole", False), env=ENV, check=True)
-    landed = kill_and_resume(args.dir / "killed", args.kills, args.seed)
-    a, b = _weights(args.dir / "whole"), _weights(args.dir / "killed")
-    same = all(torch.equal(a[k], b[k]) for k in a)
-    print(
-        f"{landed} of {args.kills} kills landed during training; final model equal to uninterrupted: {same}"
-    )
-    sys.exit(0 if same else 1)
-
-
 def test_a_kill_while_old_checkpoints_are_deleted_leaves_no_broken_checkpoint(tmp_path, monkeypatch):
     """Pruning renames a checkpoint out of sight before deleting its files: a kill mid-delete (here an
     exception from the delete) leaves only whole ``step-…`` directories."""
@@ -171,3 +155,19 @@ def test_a_kill_while_old_checkpoints_are_deleted_leaves_no_broken_checkpoint(tm
         train(config, model_dir=tmp_path, resume=True, progress=False)
     monkeypatch.undo()
     assert check_everything_on_disk_loads(tmp_path) >= 1  # every step-… left loads
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="the fault soak: many random SIGKILLs, one final comparison")
+    parser.add_argument("--kills", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dir", type=Path, default=Path("runs/fault-soak"))
+    args = parser.parse_args()
+    subprocess.run(_command(args.dir / "whole", False), env=ENV, check=True)
+    landed = kill_and_resume(args.dir / "killed", args.kills, args.seed)
+    a, b = _weights(args.dir / "whole"), _weights(args.dir / "killed")
+    same = all(torch.equal(a[k], b[k]) for k in a)
+    print(
+        f"{landed} of {args.kills} kills landed during training; final model equal to uninterrupted: {same}"
+    )
+    sys.exit(0 if same else 1)

@@ -177,6 +177,10 @@ def test_tied_embeddings_score_words_with_the_decoders_embedding_matrix(tmp_path
     logits, _ = tied(src, src_pad_mask, tgt)
     safetensors.torch.save_file(tied.state_dict(), tmp_path / "model.safetensors")
     again = _model("additive", embed_size=12, tie_embeddings=True)
+    with torch.no_grad():
+        for p in again.parameters():
+            p.add_(1.0)  # not the weights saved: the load must bring them back
+    assert not torch.allclose(again(src, src_pad_mask, tgt)[0], logits)
     again.load_state_dict(safetensors.torch.load_file(tmp_path / "model.safetensors"))
     torch.testing.assert_close(again(src, src_pad_mask, tgt)[0], logits)
 
