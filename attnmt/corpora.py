@@ -9,6 +9,8 @@ A *data spec* names a set of pairs, in configs and on the command line:
     path/to/src.txt,path/to/tgt.txt   two line-aligned files
     long:SPEC                    SPEC's sentences joined into long ones (see join_consecutive)
     SPEC+SPEC                    the pairs of both, in order (e.g. tatoeba:train+long:tatoeba:train)
+    SPEC@SHARE                   a fixed share (0–1] of SPEC's pairs, picked by a hash of each source
+                                 (e.g. tatoeba:train+long:tatoeba:train@0.25)
 
 Corpus files may be gzipped (``.gz``).  They live in the data directory: ``--data-dir``, else
 ``$ATTNMT_DATA``, else ``$XDG_DATA_HOME/attnmt`` (``~/.local/share/attnmt``), in the layout
@@ -196,6 +198,10 @@ def load_pairs(
             for part in spec.split("+")
             for p in load_pairs(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
         ]
+    if "@" in spec and not Path(spec).exists():
+        base, share = _share(spec)
+        pairs = load_pairs(base, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
+        return [p for p in pairs if _picked(p[0], share)]
     if spec == "toy":
         return toy_pairs(src_lang, tgt_lang)
     if name == "long":
@@ -227,6 +233,10 @@ def iter_pairs(
     if "+" in spec and not Path(spec).exists():
         for part in spec.split("+"):
             yield from iter_pairs(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
+    elif "@" in spec and not Path(spec).exists():
+        base, share = _share(spec)
+        pairs = iter_pairs(base, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
+        yield from (p for p in pairs if _picked(p[0], share))
     elif name == "tatoeba" and split in TATOEBA_SPLITS:
         _oriented([], "tatoeba", src_lang, tgt_lang)  # refuse another language pair before reading
         path = _find(data_dir(root) / "tatoeba-eng-fra" / "eng-fra.tsv", "tatoeba")
@@ -258,6 +268,8 @@ def spec_files(
             for part in spec.split("+")
             for f in spec_files(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
         ]
+    if "@" in spec and not Path(spec).exists():
+        return spec_files(_share(spec)[0], src_lang=src_lang, tgt_lang=tgt_lang, root=root)
     if spec == "toy":
         return [Path(str(resources.files("attnmt") / "resources" / "toy_en_fr.tsv"))]
     if name == "long":
@@ -297,6 +309,24 @@ def join_consecutive(pairs: list[Pair]) -> list[Pair]:
             joined.append((" ".join(src), " ".join(tgt)))
             src, tgt, words = [], [], 0
     return joined
+
+
+def _share(spec: str) -> tuple[str, float]:
+    """``SPEC@SHARE`` → (SPEC, SHARE), SHARE a number in (0, 1]."""
+    base, _, text = spec.rpartition("@")
+    try:
+        share = float(text)
+    except ValueError:
+        share = 0.0
+    if not 0 < share <= 1:
+        raise AttnmtError(f"{spec}: the share after '@' must be a number in (0, 1], e.g. {base}@0.25")
+    return base, share
+
+
+def _picked(source: str, share: float) -> bool:
+    """Whether a pair belongs to a ``SHARE`` subsample: a hash of its source, so every run picks the same
+    pairs and no pattern in the order (such as ``long:``'s cycle of lengths) is aliased."""
+    return int.from_bytes(hashlib.sha256(source.encode("utf-8")).digest()[:8], "big") / 2**64 < share
 
 
 def _oriented(pairs: list[Pair], corpus: str, src_lang: str, tgt_lang: str) -> list[Pair]:

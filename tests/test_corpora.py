@@ -159,6 +159,29 @@ def test_specs_joined_with_plus_give_both_sets_in_order(tmp_path):
     assert load_pairs(str(plus)) == [("x", "y")]
 
 
+def test_a_share_of_a_spec_is_a_fixed_hash_picked_subset(tmp_path):
+    pairs = [(f"word {i} here .", f"mot {i} ici .") for i in range(3000)]
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    quarter = load_pairs(f"{tsv}@0.25")
+    assert 650 < len(quarter) < 850 and set(quarter) < set(pairs)
+    assert load_pairs(f"{tsv}@0.25") == quarter  # the same pairs on every run, in the corpus's order
+    assert set(load_pairs(f"{tsv}@0.5")) > set(quarter)  # a larger share keeps the smaller one's pairs
+    assert load_pairs(f"{tsv}@1") == pairs
+    joined = join_consecutive(pairs)  # a share of long: keeps every length of its cycle, unaliased
+    lengths = {len(s.split()) for s, _ in load_pairs(f"{tsv}+long:{tsv}@0.25")[len(pairs) :]}
+    assert {len(s.split()) for s, _ in joined} == lengths
+    assert spec_files(f"{tsv}@0.25") == [tsv]
+
+
+@pytest.mark.parametrize("share", ["0", "1.5", "half", ""])
+def test_a_share_outside_0_to_1_is_refused_naming_the_spec(tmp_path, share):
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("a\tb\n", encoding="utf-8")
+    with pytest.raises(AttnmtError, match=rf"pairs\.tsv@{share}: the share after '@' must be a number"):
+        load_pairs(f"{tsv}@{share}")
+
+
 def test_streamed_pairs_are_load_pairs_for_every_kind_of_spec(tmp_path):
     lines = [f"Sentence {i}.\tPhrase {i}.\n" for i in range(2000)]
     _write(tmp_path / "tatoeba-eng-fra" / "eng-fra.tsv.gz", "".join(lines).encode())
@@ -167,7 +190,7 @@ def test_streamed_pairs_are_load_pairs_for_every_kind_of_spec(tmp_path):
     tsv = _write(tmp_path / "p.tsv.gz", b"a b\tc d\tattribution\ne\tf\n")
     src, tgt = _write(tmp_path / "s.txt", b"x\ny\n"), _write(tmp_path / "t.txt", b"z\nw\n")
     specs = ["toy", "tatoeba:dev", "tatoeba:train", "multi30k:val", str(tsv), f"{src},{tgt}",
-             "long:tatoeba:test", f"tatoeba:test+{tsv}"]  # fmt: skip
+             "long:tatoeba:test", f"tatoeba:test+{tsv}", "tatoeba:train@0.3"]  # fmt: skip
     for spec in specs:
         for langs in ({}, {"src_lang": "fr", "tgt_lang": "en"}):
             assert list(iter_pairs(spec, root=tmp_path, **langs)) == load_pairs(spec, root=tmp_path, **langs)
