@@ -378,11 +378,11 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
         ):  # the peer decays over the same last share of its updates
             s["decay_share"] = recipe["train"].get("decay_share", TrainConfig.decay_share)
         # a peer also trains on the plain pairs when attnmt's recipe adds data: its best may be either
-        entries = [(n, n, data) for n in args.toolkits]
+        entries = [(n, n, data, spec) for n in args.toolkits]
         if spec != DATA.train:
             plain = prepare(work / "data", DATA.train)
-            entries += [(n, f"{n}@{DATA.train}", plain) for n in args.toolkits if n != "attnmt"]
-        for name, key, data in entries:
+            entries += [(n, f"{n}@{DATA.train}", plain, DATA.train) for n in args.toolkits if n != "attnmt"]
+        for name, key, data, trained_on in entries:
             run = work / "best" / arch / key.replace(":", "_")
             row = results["best"].setdefault(arch, {}).get(key)
             if row is None:
@@ -400,7 +400,7 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
                     )
                     steps_s = steps_per_second(m["reports"][1:])
                 row = race_train(name, arch, run, data, work, s | {"report_every": 1_000_000}, steps_s)
-                row |= {"steps_s_probe": steps_s, "recipe": _recipe(name, arch)}
+                row |= {"steps_s_probe": steps_s, "recipe": _recipe(name, arch), "data": trained_on}
                 results["best"][arch][key] = row
                 _save(work, results, args.doc)
             for stem in TESTS:
@@ -584,16 +584,17 @@ def best_table(r: dict) -> list[str]:
         f"α {BEST_ALPHA:g}, cased sacreBLEU, all references; machine as above, torch's CPU capability "
         f"{r.get('best_cpu_capability', 'not recorded')}.",
         "",
-        "| architecture | toolkit | recipe | updates | BLEU tatoeba:test | BLEU long:tatoeba:test |",
-        "|---|---|---|---|---|---|",
+        "| architecture | toolkit | recipe | training data | updates | BLEU tatoeba:test "
+        "| BLEU long:tatoeba:test |",
+        "|---|---|---|---|---|---|---|",
     ]
     for arch, rows in r["best"].items():
         for key, row in rows.items():
             name, _, plain = key.partition("@")
             if all(stem in row for stem in TESTS):
-                trained = f", trained on `{plain}` alone" if plain else ""
+                data = row.get("data", plain or "not recorded")
                 lines.append(
-                    f"| {arch} | {TOOLKITS[name].NAME}{trained} | {row['recipe']} | {row['steps']:,} "
+                    f"| {arch} | {TOOLKITS[name].NAME} | {row['recipe']} | `{data}` | {row['steps']:,} "
                     f"| {row['test']['bleu']:.2f} | {row['test_long']['bleu']:.2f} |"
                 )
     lines += [
