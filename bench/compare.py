@@ -372,7 +372,8 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
         spec = recipe["data"]["train"]
         slug = "" if spec == DATA.train else "-" + spec.replace(":", "_").replace("+", "__")
         data = prepare(work / f"data{slug}", spec)
-        s = SETTINGS[arch] | {"recipe": "best", "minutes": args.minutes}
+        # the peer's learning rate is attnmt's too: a tuned rate is something it has an option for
+        s = SETTINGS[arch] | {"recipe": "best", "minutes": args.minutes, "lr": recipe["train"]["lr"]}
         if (
             recipe["train"].get("schedule") == "budget"
         ):  # the peer decays over the same last share of its updates
@@ -461,8 +462,8 @@ def _recipe(name: str, arch: str) -> str:
     """A best recipe in a table cell: attnmt's config file, a peer's options beyond the matched ones."""
     if name == "attnmt":
         return f"`{attnmt_cli.BEST[arch].relative_to(Path(__file__).parents[1])}`"
-    options = TOOLKITS[name].BEST[arch]
-    return ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in options.items()) or "the matched options"
+    options = TOOLKITS[name].BEST[arch] | {"lr": attnmt_cli.best_recipe(arch)["train"]["lr"]}
+    return ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in options.items())
 
 
 def _pieces(spm_model: Path) -> list[tuple[str, float]]:
