@@ -10,7 +10,10 @@ A *data spec* names a set of pairs, in configs and on the command line:
     long:SPEC                    SPEC's sentences joined into long ones (see join_consecutive)
     SPEC+SPEC                    the pairs of both, in order (e.g. tatoeba:train+long:tatoeba:train)
     SPEC@SHARE                   a fixed share (0–1] of SPEC's pairs, picked by a hash of each source
-                                 (e.g. tatoeba:train+long:tatoeba:train@0.25)
+                                 (all references of a source together); ``+`` binds loosest, so
+                                 tatoeba:train+long:tatoeba:train@0.25 is the pairs and a quarter of
+                                 the joined ones.  A path whose last ``@`` is followed by something
+                                 other than a number is read as a path.
 
 Corpus files may be gzipped (``.gz``).  They live in the data directory: ``--data-dir``, else
 ``$ATTNMT_DATA``, else ``$XDG_DATA_HOME/attnmt`` (``~/.local/share/attnmt``), in the layout
@@ -24,6 +27,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -198,8 +202,8 @@ def load_pairs(
             for part in spec.split("+")
             for p in load_pairs(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
         ]
-    if "@" in spec and not Path(spec).exists():
-        base, share = _share(spec)
+    if share := _share(spec):
+        base, share = share
         pairs = load_pairs(base, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
         return [p for p in pairs if _picked(p[0], share)]
     if spec == "toy":
@@ -233,8 +237,8 @@ def iter_pairs(
     if "+" in spec and not Path(spec).exists():
         for part in spec.split("+"):
             yield from iter_pairs(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
-    elif "@" in spec and not Path(spec).exists():
-        base, share = _share(spec)
+    elif share := _share(spec):
+        base, share = share
         pairs = iter_pairs(base, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
         yield from (p for p in pairs if _picked(p[0], share))
     elif name == "tatoeba" and split in TATOEBA_SPLITS:
@@ -268,8 +272,8 @@ def spec_files(
             for part in spec.split("+")
             for f in spec_files(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
         ]
-    if "@" in spec and not Path(spec).exists():
-        return spec_files(_share(spec)[0], src_lang=src_lang, tgt_lang=tgt_lang, root=root)
+    if share := _share(spec):
+        return spec_files(share[0], src_lang=src_lang, tgt_lang=tgt_lang, root=root)
     if spec == "toy":
         return [Path(str(resources.files("attnmt") / "resources" / "toy_en_fr.tsv"))]
     if name == "long":
@@ -293,6 +297,7 @@ def group_references(pairs: list[Pair]) -> tuple[list[str], list[list[str]]]:
 
 
 LONG_LENGTHS = (10, 20, 30, 40, 50, 60)
+_SHARE = re.compile(r"(.+)@(\d+(?:\.\d*)?|\.\d+)")
 
 
 def join_consecutive(pairs: list[Pair]) -> list[Pair]:
@@ -311,15 +316,15 @@ def join_consecutive(pairs: list[Pair]) -> list[Pair]:
     return joined
 
 
-def _share(spec: str) -> tuple[str, float]:
-    """``SPEC@SHARE`` → (SPEC, SHARE), SHARE a number in (0, 1]."""
-    base, _, text = spec.rpartition("@")
-    try:
-        share = float(text)
-    except ValueError:
-        share = 0.0
+def _share(spec: str) -> tuple[str, float] | None:
+    """``SPEC@SHARE`` → (SPEC, SHARE), SHARE a number in (0, 1]; None for a spec without a share (an
+    existing file, or no number after its last ``@``)."""
+    match = _SHARE.fullmatch(spec)
+    if match is None or Path(spec).exists():
+        return None
+    base, share = match[1], float(match[2])
     if not 0 < share <= 1:
-        raise AttnmtError(f"{spec}: the share after '@' must be a number in (0, 1], e.g. {base}@0.25")
+        raise AttnmtError(f"{spec}: the share after '@' must be in (0, 1], e.g. {base}@0.25")
     return base, share
 
 

@@ -373,7 +373,8 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
         slug = "" if spec == DATA.train else "-" + spec.replace(":", "_").replace("+", "__")
         data = prepare(work / f"data{slug}", spec)
         # the peer's learning rate is attnmt's too: a tuned rate is something it has an option for
-        s = SETTINGS[arch] | {"recipe": "best", "minutes": args.minutes, "lr": recipe["train"]["lr"]}
+        lr = recipe["train"].get("lr", TrainConfig.lr)
+        s = SETTINGS[arch] | {"recipe": "best", "minutes": args.minutes, "lr": lr}
         if (
             recipe["train"].get("schedule") == "budget"
         ):  # the peer decays over the same last share of its updates
@@ -386,6 +387,11 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
         for name, key, data, trained_on in entries:
             run = work / "best" / arch / key.replace(":", "_")
             row = results["best"].setdefault(arch, {}).get(key)
+            if row is not None and (row.get("data"), row.get("lr")) != (trained_on, lr):
+                sys.exit(  # a row of an earlier recipe: delete it from results.json to race it again
+                    f"{work / 'results.json'}: best.{arch}.{key} was trained on {row.get('data')} at lr "
+                    f"{row.get('lr')}; the recipe now says {trained_on} at lr {lr}"
+                )
             if row is None:
                 steps_s = None
                 if name != "attnmt":  # the peer's speed with its best recipe: a short run first
@@ -401,7 +407,7 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
                     )
                     steps_s = steps_per_second(m["reports"][1:])
                 row = race_train(name, arch, run, data, work, s | {"report_every": 1_000_000}, steps_s)
-                row |= {"steps_s_probe": steps_s, "recipe": _recipe(name, arch), "data": trained_on}
+                row |= {"steps_s_probe": steps_s, "recipe": _recipe(name, arch), "data": trained_on, "lr": lr}
                 results["best"][arch][key] = row
                 _save(work, results, args.doc)
             for stem in TESTS:
@@ -462,8 +468,11 @@ def _recipe(name: str, arch: str) -> str:
     """A best recipe in a table cell: attnmt's config file, a peer's options beyond the matched ones."""
     if name == "attnmt":
         return f"`{attnmt_cli.BEST[arch].relative_to(Path(__file__).parents[1])}`"
-    options = TOOLKITS[name].BEST[arch] | {"lr": attnmt_cli.best_recipe(arch)["train"]["lr"]}
-    return ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in options.items())
+    options = dict(TOOLKITS[name].BEST[arch])
+    lr = attnmt_cli.best_recipe(arch)["train"].get("lr", SETTINGS[arch]["lr"])
+    if lr != SETTINGS[arch]["lr"]:  # attnmt's tuned rate, given to the peer too
+        options["learning rate"] = lr
+    return ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in options.items()) or "the matched options"
 
 
 def _pieces(spm_model: Path) -> list[tuple[str, float]]:

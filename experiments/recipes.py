@@ -134,6 +134,8 @@ def main() -> None:
         done.append(row)
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
+    if results.exists():  # every run's row, also those a run beside this one added meanwhile
+        done = [json.loads(line) for line in results.read_text().splitlines()]
     (args.out / f"{tag}.md").write_text(table(done, splits))
 
 
