@@ -130,8 +130,7 @@ def read_parallel(src_path: Path, tgt_path: Path) -> list[Pair]:
 def tatoeba_split(english: str) -> str:
     """``train``, ``dev`` or ``test`` for an English sentence: a hash of its normalised form, so all its
     translations share a split and the split never changes as the corpus grows."""
-    key = " ".join(unicodedata.normalize("NFC", english).casefold().split())
-    h = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2**64
+    h = _unit_hash(" ".join(unicodedata.normalize("NFC", english).casefold().split()))
     return "test" if h < TEST_FRACTION else "dev" if h < TEST_FRACTION + DEV_FRACTION else "train"
 
 
@@ -331,7 +330,12 @@ def _share(spec: str) -> tuple[str, float] | None:
 def _picked(source: str, share: float) -> bool:
     """Whether a pair belongs to a ``SHARE`` subsample: a hash of its source, so every run picks the same
     pairs and no pattern in the order (such as ``long:``'s cycle of lengths) is aliased."""
-    return int.from_bytes(hashlib.sha256(source.encode("utf-8")).digest()[:8], "big") / 2**64 < share
+    return _unit_hash(source) < share
+
+
+def _unit_hash(text: str) -> float:
+    """A number in [0, 1) fixed by ``text`` (SHA-256), the same on every machine and Python."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
 
 
 def _oriented(pairs: list[Pair], corpus: str, src_lang: str, tgt_lang: str) -> list[Pair]:

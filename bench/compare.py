@@ -375,9 +375,7 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
         # the peer's learning rate is attnmt's too: a tuned rate is something it has an option for
         lr = recipe["train"].get("lr", TrainConfig.lr)
         s = SETTINGS[arch] | {"recipe": "best", "minutes": args.minutes, "lr": lr}
-        if (
-            recipe["train"].get("schedule") == "budget"
-        ):  # the peer decays over the same last share of its updates
+        if recipe["train"].get("schedule") == "budget":  # the peer decays over the same last share
             s["decay_share"] = recipe["train"].get("decay_share", TrainConfig.decay_share)
         # a peer also trains on the plain pairs when attnmt's recipe adds data: its best may be either
         entries = [(n, n, data, spec) for n in args.toolkits]
@@ -396,18 +394,16 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
                 steps_s = None
                 if name != "attnmt":  # the peer's speed with its best recipe: a short run first
                     probe = s | {"report_every": REPORT_EVERY[arch]}
-                    m = train(
-                        name,
-                        arch,
-                        run.with_name(f"{run.name}-speed"),
-                        data,
-                        work,
-                        THROUGHPUT_STEPS[arch],
-                        probe,
-                    )
+                    speed_run = run.with_name(f"{run.name}-speed")
+                    m = train(name, arch, speed_run, data, work, THROUGHPUT_STEPS[arch], probe)
                     steps_s = steps_per_second(m["reports"][1:])
                 row = race_train(name, arch, run, data, work, s | {"report_every": 1_000_000}, steps_s)
-                row |= {"steps_s_probe": steps_s, "recipe": _recipe(name, arch), "data": trained_on, "lr": lr}
+                row |= {
+                    "steps_s_probe": steps_s,
+                    "recipe": _recipe(name, arch, lr),
+                    "data": trained_on,
+                    "lr": lr,
+                }
                 results["best"][arch][key] = row
                 _save(work, results, args.doc)
             for stem in TESTS:
@@ -464,12 +460,12 @@ def race_translate(
     return row
 
 
-def _recipe(name: str, arch: str) -> str:
-    """A best recipe in a table cell: attnmt's config file, a peer's options beyond the matched ones."""
+def _recipe(name: str, arch: str, lr: float) -> str:
+    """A best recipe in a table cell: attnmt's config file, a peer's options beyond the matched ones
+    (``lr``: the race's learning rate)."""
     if name == "attnmt":
         return f"`{attnmt_cli.BEST[arch].relative_to(Path(__file__).parents[1])}`"
     options = dict(TOOLKITS[name].BEST[arch])
-    lr = attnmt_cli.best_recipe(arch)["train"].get("lr", SETTINGS[arch]["lr"])
     if lr != SETTINGS[arch]["lr"]:  # attnmt's tuned rate, given to the peer too
         options["learning rate"] = lr
     return ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in options.items()) or "the matched options"
