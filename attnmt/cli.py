@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple, NoReturn
 
 from attnmt.config import Config, config_from_dict, load_config
+from attnmt.device import reuse_freed_memory
 from attnmt.errors import AttnmtError
 from attnmt.translator import DecodeOptions
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    reuse_freed_memory()  # 5–25 % faster CPU training and translation (attnmt.device)
     try:
         args.func(args)
     except AttnmtError as e:

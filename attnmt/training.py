@@ -25,7 +25,7 @@ from attnmt.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoin
 from attnmt.config import Config, DataConfig, TrainConfig
 from attnmt.corpora import Pair, clean, group_references, load_pairs
 from attnmt.data import Batch, BatchPlan, TranslationDataset, bucketed_batches, collate, plan_batches
-from attnmt.device import autocast, resolve_precision, select_device
+from attnmt.device import autocast, resolve_precision, reuse_freed_memory, select_device
 from attnmt.distributed import ONE_PROCESS, World, init_world, local_device
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_text
@@ -192,6 +192,8 @@ def train(
     torch.manual_seed(config.train.seed)
     device = local_device(select_device(config.train.device))
     precision = resolve_precision(device, config.train.precision)
+    if device.type == "cpu":
+        reuse_freed_memory()
     world = init_world(device)
     progress = progress and world.is_main
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)

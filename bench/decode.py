@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from attnmt.corpora import group_references, load_pairs
+from attnmt.device import reuse_freed_memory
 from attnmt.metrics import corpus_scores
 from attnmt.modeldir import load_model
 from attnmt.translator import DecodeOptions
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
+    reuse_freed_memory()  # as every attnmt command does
     translator = load_model(args.model_dir)
     sources, references = group_references(load_pairs(args.data))
     print(f"{args.model_dir} on {args.data}: {len(sources):,} sentences, batch {args.batch_size}, "

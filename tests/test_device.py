@@ -112,3 +112,14 @@ def test_bf16_training_tracks_fp32_where_bf16_is_native():
     # BF16 EPYC.  0.2 % leaves room for other CPUs' kernels and stays under what one update changes
     # the loss by here (0.8-5 %): a bf16 run that lagged an update or drifted away would fail.
     assert bf16 == pytest.approx(fp32, rel=2e-3)
+
+
+def test_freed_memory_is_kept_for_reuse_where_malloc_is_glibcs():
+    """attnmt asks glibc to keep freed blocks (faster CPU training); elsewhere it says it could not."""
+    import ctypes
+
+    try:
+        glibc = sys.platform.startswith("linux") and hasattr(ctypes.CDLL("libc.so.6"), "mallopt")
+    except OSError:
+        glibc = False
+    assert device.reuse_freed_memory() is glibc
