@@ -73,6 +73,15 @@ class _Hypothesis:
 
 
 @dataclass
+class _Search:
+    """A CTranslate2 search under way: its sources, each one's length bound, the results to come."""
+
+    sources: list[list[str]]
+    limits: list[int]
+    pending: list[Any]  # ctranslate2.AsyncTranslationResult, one per source
+
+
+@dataclass
 class CTranslate2Translator:
     """An exported model: a ``ctranslate2.Translator`` with attnmt's vocabularies, tokenizers and config."""
 
@@ -118,10 +127,19 @@ class CTranslate2Translator:
         sources = self._fitting([[*self.src_tokenizer.tokenize(s), EOS] for s in sentences], "sentence")
         prefixes = None if prefix is None else self._target_tokens(prefix, len(sentences), "prefix")
         results: list[list[Translation]] = [[] for _ in sentences]
-        for chunk in _same_length_batches(sources, batch_size):
-            chunk_prefixes = None if prefixes is None else [prefixes[i] for i in chunk]
-            n_bests = self._search([sources[i] for i in chunk], options, chunk_prefixes)
-            for i, n_best in zip(chunk, n_bests, strict=True):
+        chunks = list(_same_length_batches(sources, batch_size))
+        # every batch is handed to CTranslate2 before the first is read: with several translators
+        # (inter_threads) they translate side by side
+        searches = [
+            self._submit(
+                [sources[i] for i in chunk],
+                options,
+                None if prefixes is None else [prefixes[i] for i in chunk],
+            )
+            for chunk in chunks
+        ]
+        for chunk, search in zip(chunks, searches, strict=True):
+            for i, n_best in zip(chunk, self._ranked(search, options), strict=True):
                 results[i] = [self._translation(sources[i], h) for h in n_best]
         return results
 
@@ -187,25 +205,33 @@ class CTranslate2Translator:
                 raise AttnmtError(f"{name}[{i}]: holds <pad>, <sos> or <eos>, which are not words")
         return self._fitting(tokens, name)
 
-    def _search(
+    def _submit(
         self, sources: list[list[str]], options: DecodeOptions, prefixes: list[list[str]] | None
-    ) -> list[list[_Hypothesis]]:
-        """One CTranslate2 call for sources of one length (``<eos>`` included): each sentence's
-        ``options.n_best`` hypotheses ranked by attnmt's length penalty."""
+    ) -> _Search:
+        """One asynchronous CTranslate2 call for sources of one length (``<eos>`` included), every
+        beam hypothesis returned."""
         words = min(2 * len(sources[0]) + 10, self.positions - 2)  # attnmt.search.max_output_lengths
         limits = [max(words, len(p)) for p in prefixes] if prefixes else [words] * len(sources)
         beam = options.beam_size
-        results = self.engine.translate_batch(
+        pending = self.engine.translate_batch(
             sources, target_prefix=prefixes if prefixes and any(prefixes) else None,
             beam_size=beam, num_hypotheses=beam, length_penalty=0.0, patience=1.0,
             max_input_length=0, max_decoding_length=max(limits), min_decoding_length=0,
             suppress_sequences=NEVER_WRITTEN, return_end_token=True, return_scores=True, return_attention=True,
+            asynchronous=True,
         )  # fmt: skip
+        return _Search(sources, limits, pending)
+
+    def _ranked(self, search: _Search, options: DecodeOptions) -> list[list[_Hypothesis]]:
+        """Each sentence's ``options.n_best`` hypotheses of a submitted search, ranked by attnmt's
+        length penalty."""
+        sources, limits = search.sources, search.limits
+        results = [p.result() for p in search.pending]
         found = [
             [_Hypothesis(list(t), s, np.asarray(a, np.float32)) for t, s, a in zip(*r, strict=True)]
             for r in ((r.hypotheses, r.scores, r.attention) for r in results)
         ]
-        if beam > 1 and len(sources) > 1:
+        if options.beam_size > 1 and len(sources) > 1:
             self._first_attention_rows(sources, found)
         self._close_unfinished(sources, found, limits)
 
@@ -284,14 +310,17 @@ def load_ctranslate2(
     tokenizers: tuple[Tokenizer, Tokenizer],
 ) -> CTranslate2Translator:
     """The exported model in ``directory`` (its files already checked against ``header``) on the CPU,
-    computing as exported, with as many threads as PyTorch uses."""
+    computing as exported: as many translators as PyTorch uses threads, one thread each, so that
+    batches translate side by side (on a 2-core AVX2 EPYC, int8 greedy 173 → 837 sentences/s against
+    one translator on 2 threads; float32 459 → 471: bench/README.md)."""
     from attnmt.export import POSITIONS, require_ctranslate2
 
     ctranslate2 = require_ctranslate2()
     try:
         engine = ctranslate2.Translator(
-            str(directory), device="cpu", compute_type="default", intra_threads=torch.get_num_threads()
-        )
+            str(directory), device="cpu", compute_type="default",
+            inter_threads=torch.get_num_threads(), intra_threads=1,
+        )  # fmt: skip
     except (RuntimeError, ValueError, OSError) as e:
         raise AttnmtError(f"{directory}: CTranslate2 cannot load this model ({e})") from None
     return CTranslate2Translator(
