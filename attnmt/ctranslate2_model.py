@@ -79,6 +79,7 @@ class _Search:
     sources: list[list[str]]
     limits: list[int]
     pending: list[Any]  # ctranslate2.AsyncTranslationResult, one per source
+    first: list[Any] | None  # a greedy first step's, for beam search over several sources (_first_step)
 
 
 @dataclass
@@ -220,7 +221,8 @@ class CTranslate2Translator:
             suppress_sequences=NEVER_WRITTEN, return_end_token=True, return_scores=True, return_attention=True,
             asynchronous=True,
         )  # fmt: skip
-        return _Search(sources, limits, pending)
+        first = self._first_step(sources) if beam > 1 and len(sources) > 1 else None
+        return _Search(sources, limits, pending, first)
 
     def _ranked(self, search: _Search, options: DecodeOptions) -> list[list[_Hypothesis]]:
         """Each sentence's ``options.n_best`` hypotheses of a submitted search, ranked by attnmt's
@@ -231,8 +233,10 @@ class CTranslate2Translator:
             [_Hypothesis(list(t), s, np.asarray(a, np.float32)) for t, s, a in zip(*r, strict=True)]
             for r in ((r.hypotheses, r.scores, r.attention) for r in results)
         ]
-        if options.beam_size > 1 and len(sources) > 1:
-            self._first_attention_rows(sources, found)
+        if search.first is not None:  # the first attention rows, set right
+            for hyps, first in zip(found, search.first, strict=True):
+                for h in hyps:
+                    h.attention[0] = first.result().attention[0][0]
         self._close_unfinished(sources, found, limits)
 
         def penalised(h: _Hypothesis) -> float:
@@ -240,17 +244,15 @@ class CTranslate2Translator:
 
         return [sorted(hyps, key=penalised, reverse=True)[: options.n_best] for hyps in found]
 
-    def _first_attention_rows(self, sources: list[list[str]], found: list[list[_Hypothesis]]) -> None:
+    def _first_step(self, sources: list[list[str]]) -> list[Any]:
         """Beam search over a batch returns a wrong first attention row (CTranslate2 4.x: it mixes in
         other sentences' weights); the later rows are right.  The first row is the same for every
-        hypothesis of a sentence (it depends on ``<sos>`` alone), so one greedy step gives it."""
-        first = self.engine.translate_batch(
+        hypothesis of a sentence (it depends on ``<sos>`` alone), so one greedy step, submitted with
+        the search, gives it."""
+        return self.engine.translate_batch(
             sources, beam_size=1, max_input_length=0, max_decoding_length=1, min_decoding_length=0,
-            return_end_token=True, return_attention=True,
+            return_end_token=True, return_attention=True, asynchronous=True,
         )  # fmt: skip
-        for hyps, result in zip(found, first, strict=True):
-            for h in hyps:
-                h.attention[0] = result.attention[0][0]
 
     def _close_unfinished(
         self, sources: list[list[str]], found: list[list[_Hypothesis]], limits: list[int]
