@@ -83,8 +83,9 @@ def run(
 def table(rows: list[dict], splits: tuple[str, ...]) -> str:
     base = next((r for r in rows if r["name"] == "base"), None)
     lines = [
-        f"| recipe | overrides | updates | s/update | {' | '.join(f'{s} BLEU (beam 5)' for s in splits)} |",
-        "|---|---|---|---|" + "---|" * len(splits),
+        f"| recipe | overrides | CPU (torch capability), precision | updates | s/update | "
+        f"{' | '.join(f'{s} BLEU (beam 5)' for s in splits)} |",
+        "|---|---|---|---|---|" + "---|" * len(splits),
     ]
     for r in rows:
         cells = []
@@ -92,7 +93,8 @@ def table(rows: list[dict], splits: tuple[str, ...]) -> str:
             delta = f" ({r[s] - base[s]:+.2f})" if base and r is not base and s in base else ""
             cells.append(f"{r[s]:.2f}{delta}")
         lines.append(
-            f"| {r['name']} | `{', '.join(r['overrides']) or '—'}` | {r['updates']:,} | {r.get('seconds_per_update', '')} | {' | '.join(cells)} |"
+            f"| {r['name']} | `{', '.join(r['overrides']) or '—'}` | {r.get('cpu', '?')}, {r.get('precision', '?')} "
+            f"| {r['updates']:,} | {r.get('seconds_per_update', '')} | {' | '.join(cells)} |"
         )
     return "\n".join(lines) + "\n"
 
