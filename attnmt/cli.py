@@ -22,7 +22,7 @@ from attnmt.translator import DecodeOptions
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    reuse_freed_memory()  # 5–25 % faster CPU training and translation (attnmt.device)
+    reuse_freed_memory()  # faster CPU training and translation (attnmt.device)
     try:
         args.func(args)
     except AttnmtError as e:

@@ -235,8 +235,9 @@ class CTranslate2Translator:
         ]
         if search.first is not None:  # the first attention rows, set right
             for hyps, first in zip(found, search.first, strict=True):
+                row = first.result().attention[0][0]
                 for h in hyps:
-                    h.attention[0] = first.result().attention[0][0]
+                    h.attention[0] = row
         self._close_unfinished(sources, found, limits)
 
         def penalised(h: _Hypothesis) -> float:
@@ -313,8 +314,8 @@ def load_ctranslate2(
 ) -> CTranslate2Translator:
     """The exported model in ``directory`` (its files already checked against ``header``) on the CPU,
     computing as exported: as many translators as PyTorch uses threads, one thread each, so that
-    batches translate side by side (on a 2-core AVX2 EPYC, int8 greedy 173 → 837 sentences/s against
-    one translator on 2 threads; float32 459 → 471: bench/README.md)."""
+    batches translate side by side (on a 2-core AVX2-only EPYC, int8 greedy 173 → 837 sentences/s
+    against one translator on 2 threads; float32 459 → 471: docs/benchmarks.md)."""
     from attnmt.export import POSITIONS, require_ctranslate2
 
     ctranslate2 = require_ctranslate2()
