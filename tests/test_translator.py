@@ -231,3 +231,47 @@ def test_a_model_without_attention_still_offers_candidates():
     (s,) = baseline.score_translations(translations, top_k=2)
     assert s.attention is None and len(s.candidates) == len(s.tokens)
     assert [c[0][0] for c in s.candidates[:-1]] == s.tokens[:-1]
+
+
+@pytest.fixture
+def two_threads():
+    """torch computes with 2 threads during the test (on any machine), as before afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_batches_translated_side_by_side_equal_one_batch_at_a_time(translator, beam, two_threads):
+    sentences = [f"{s} {'and ' * (i % 5)}{s}" for i, s in enumerate(SENTENCES * 5)]  # varied lengths
+    options = DecodeOptions(beam_size=beam, n_best=min(beam, 2))
+    side_by_side = translator.translate_n_best(sentences, options, batch_size=3)
+    torch.set_num_threads(1)  # one batch after another, on the one thread each batch had above
+    one_at_a_time = translator.translate_n_best(sentences, options, batch_size=3)
+    for a, b in zip(side_by_side, one_at_a_time, strict=True):
+        assert [(t.tokens, t.src_tokens, t.score) for t in a] == [
+            (t.tokens, t.src_tokens, t.score) for t in b
+        ]
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x.attention, y.attention)
+
+
+def test_each_batch_side_by_side_computes_on_one_thread_and_the_count_comes_back(
+    translator, two_threads, monkeypatch
+):
+    seen = []
+    real = Translator._translate_tokens
+
+    def spy(self, batch, options, prefixes=None):
+        seen.append(torch.get_num_threads())
+        if len(seen) == 3:
+            raise AttnmtError("the third batch fails")
+        return real(self, batch, options, prefixes)
+
+    monkeypatch.setattr(Translator, "_translate_tokens", spy)
+    translator.translate(SENTENCES * 2, DecodeOptions(beam_size=1), batch_size=4)
+    assert seen == [1, 1] and torch.get_num_threads() == 2
+    with pytest.raises(AttnmtError, match="third batch"):
+        translator.translate(SENTENCES * 2, DecodeOptions(beam_size=1), batch_size=4)
+    assert torch.get_num_threads() == 2  # back, though a batch failed
