@@ -298,12 +298,22 @@ def _by_length(
 def _one_core_each(
     run: Callable[[list[int]], list[T]], batches: list[list[int]], threads: int
 ) -> list[list[T]]:
-    """``run`` on each batch, ``threads`` batches at a time, each computing on one thread."""
+    """``run`` on each batch, ``threads`` batches at a time, each computing on one thread and under the
+    caller's CPU autocast (validation in bf16).  While it runs, a thread that first computes with torch
+    starts with one thread too (torch's thread count is the process's).  On an error or Ctrl-C, the
+    batches not started are dropped."""
+    autocast, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+
+    def one(batch: list[int]) -> list[T]:
+        with torch.autocast("cpu", dtype=dtype, enabled=autocast):
+            return run(batch)
+
     torch.set_num_threads(1)  # threads started from now on compute alone (torch reads this when they start)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="attnmt-batch")
     try:
-        with ThreadPoolExecutor(threads, thread_name_prefix="attnmt-batch") as pool:
-            return list(pool.map(run, batches))
+        return list(pool.map(one, batches))
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)
         torch.set_num_threads(threads)
 
 

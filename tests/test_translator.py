@@ -2,6 +2,7 @@
 forced prefixes and scoring a given translation through the Python API."""
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -260,12 +261,14 @@ def test_batches_translated_side_by_side_equal_one_batch_at_a_time(translator, b
 def test_each_batch_side_by_side_computes_on_one_thread_and_the_count_comes_back(
     translator, two_threads, monkeypatch
 ):
-    seen = []
+    seen, lock = [], threading.Lock()
     real = Translator._translate_tokens
 
     def spy(self, batch, options, prefixes=None):
-        seen.append(torch.get_num_threads())
-        if len(seen) == 3:
+        with lock:
+            seen.append(torch.get_num_threads())
+            fail = len(seen) == 3
+        if fail:
             raise AttnmtError("the third batch fails")
         return real(self, batch, options, prefixes)
 
@@ -275,3 +278,20 @@ def test_each_batch_side_by_side_computes_on_one_thread_and_the_count_comes_back
     with pytest.raises(AttnmtError, match="third batch"):
         translator.translate(SENTENCES * 2, DecodeOptions(beam_size=1), batch_size=4)
     assert torch.get_num_threads() == 2  # back, though a batch failed
+
+
+def test_batches_side_by_side_keep_the_callers_autocast(translator, two_threads, monkeypatch):
+    """Validation translates the dev set under bf16 autocast where the CPU has native bf16."""
+    seen = []
+    real = Translator._translate_tokens
+
+    def spy(self, batch, options, prefixes=None):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return real(self, batch, options, prefixes)
+
+    monkeypatch.setattr(Translator, "_translate_tokens", spy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        translator.translate(SENTENCES * 2, DecodeOptions(beam_size=1), batch_size=4)
+    translator.translate(SENTENCES * 2, DecodeOptions(beam_size=1), batch_size=4)
+    assert [enabled for enabled, _ in seen] == [True, True, False, False]
+    assert seen[0][1] == torch.bfloat16
