@@ -4,6 +4,7 @@ contract search decodes with:
     state = model.init_state(model.encode(src, src_pad_mask))
     log_probs, state, attn = model.step(prev_tokens, state)    # (B, V), state, (B, S) or None
     state = model.reorder(state, index)                         # keep/duplicate batch rows
+    state = model.reorder(state, index, same_source=True)       # beams of each sentence change places
 """
 
 from dataclasses import dataclass, replace
@@ -42,8 +43,10 @@ class Seq2Seq(Protocol):
     def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
         """prev_tokens (B,) → log-probabilities (B, V), the next state, attention (B, S) or None."""
 
-    def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
-        """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``."""
+    def reorder(self, state: DecoderState, index: Tensor, *, same_source: bool = False) -> DecoderState:
+        """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``.  With
+        ``same_source``, row ``index[i]`` reads the same source as row i (beam search's beams trading
+        places within each sentence), so what depends on the source alone is kept as it is."""
 
     def attention_maps(self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor) -> dict[str, Tensor]:
         """The weights of a teacher-forced pass by kind: ``cross`` (B, layers, heads, T, S) at least."""
@@ -123,15 +126,20 @@ class EncoderDecoderAttention(nn.Module):
             None if weights is None else weights.squeeze(1),
         )
 
-    def reorder(self, state: RNNState, index: Tensor) -> RNNState:
-        """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``."""
-        return RNNState(
-            hidden=state.hidden.index_select(1, index),
+    def reorder(self, state: RNNState, index: Tensor, *, same_source: bool = False) -> RNNState:
+        """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``; with
+        ``same_source`` (:class:`Seq2Seq`), the encoder states, their keys and the mask stay."""
+        state = replace(
+            state, hidden=state.hidden.index_select(1, index), feed=state.feed.index_select(0, index)
+        )
+        if same_source:
+            return state
+        return replace(
+            state,
             memory=state.memory.index_select(0, index),
             keys=state.keys.index_select(0, index),
             src_pad_mask=state.src_pad_mask.index_select(0, index),
             fixed_context=state.fixed_context.index_select(0, index),
-            feed=state.feed.index_select(0, index),
         )
 
     @torch.no_grad()

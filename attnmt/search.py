@@ -390,8 +390,8 @@ def beam_search(
         ]
         if not going:
             break
+        state = model.reorder(state, origin, same_source=True)  # each row takes its new beam's place
         if len(going) < len(beams.sentences):  # the finished sentences leave the batch
             beams, kept_rows = beams.select(going)
-            origin = origin.index_select(0, kept_rows)
-        state = model.reorder(state, origin)
+            state = model.reorder(state, kept_rows)
     return [[h for _, h in sorted(f, key=lambda x: -x[0])[:n_best]] for f in finished]

@@ -221,17 +221,20 @@ class Transformer(nn.Module):
         logits, state, _, cross = self.decode(prev_tokens.unsqueeze(1), state, need_last_cross_weights=True)
         return torch.log_softmax(logits.squeeze(1).float(), dim=-1), state, cross[-1].mean(1).squeeze(1)
 
-    def reorder(self, state: TransformerState, index: Tensor) -> TransformerState:
-        """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``."""
+    def reorder(
+        self, state: TransformerState, index: Tensor, *, same_source: bool = False
+    ) -> TransformerState:
+        """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``; with
+        ``same_source`` (:class:`~attnmt.model.Seq2Seq`), the encoder's keys, values and mask stay."""
 
         def pick(pairs):
             return [(k.index_select(0, index), v.index_select(0, index)) for k, v in pairs]
 
+        state = replace(state, past=None if state.past is None else pick(state.past))
+        if same_source:
+            return state
         return replace(
-            state,
-            memory=pick(state.memory),
-            past=None if state.past is None else pick(state.past),
-            src_pad_mask=state.src_pad_mask.index_select(0, index),
+            state, memory=pick(state.memory), src_pad_mask=state.src_pad_mask.index_select(0, index)
         )
 
     def forward(

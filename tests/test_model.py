@@ -85,6 +85,26 @@ def test_reorder_selects_and_repeats_rows():
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["additive", "none", "transformer"])
+def test_beams_trading_places_within_their_sentences_keep_the_source_as_it_is(kind):
+    """Beam search reorders with ``same_source`` at every step: what a full reorder computes."""
+    model = (
+        _model(kind, heads=2) if kind != "transformer" else _model("dot", architecture="transformer", heads=2)
+    )
+    src, src_pad_mask, tgt = _batch()
+    tiled = torch.tensor([0, 0, 1, 1, 2, 2])  # two beams per sentence
+    state = model.reorder(model.init_state(model.encode(src, src_pad_mask)), tiled)
+    _, state, _ = model.step(torch.tensor([4, 5, 6, 7, 8, 9]), state)  # the beams now differ
+    index = torch.tensor([1, 1, 3, 2, 4, 5])
+    a, _, attn_a = model.step(tgt[tiled, 2], model.reorder(state, index, same_source=True))
+    b, _, attn_b = model.step(tgt[tiled, 2], model.reorder(state, index))
+    c, _, _ = model.step(tgt[tiled, 2], state)
+    assert not torch.equal(a, c)  # the reorder changed what the rows compute
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    if attn_a is not None:
+        torch.testing.assert_close(attn_a, attn_b, atol=0, rtol=0)
+
+
 def test_without_attention_the_decoder_sees_one_fixed_context():
     model = _model("none")
     src, src_pad_mask, tgt = _batch()

@@ -53,7 +53,9 @@ class ScriptedModel:
         attn = torch.nn.functional.one_hot(state.step.clamp(max=3), 4).float()  # step t looks at source t
         return log_probs, ScriptedState(state.step + 1, state.row), attn
 
-    def reorder(self, state, index):
+    def reorder(self, state, index, *, same_source=False):
+        if same_source:  # search's promise: each row takes the place of a row of its own sentence
+            assert torch.equal(state.row[index], state.row)
         return ScriptedState(state.step[index], state.row[index])
 
 
@@ -152,7 +154,7 @@ class PrefixModel:
         attn = torch.full((len(prefixes), 4), 0.25)
         return log_probs, PrefixState(prefixes), attn
 
-    def reorder(self, state, index):
+    def reorder(self, state, index, *, same_source=False):
         return PrefixState([state.prefixes[i] for i in index.tolist()])
 
 
