@@ -80,12 +80,20 @@ def reuse_freed_memory() -> bool:
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """The model with its linear and GRU layers computing in int8 (dynamic quantisation: int8 weights,
-    activations quantised on the fly): faster CPU inference, for translation only."""
-    from torch.ao.quantization import quantize_dynamic
+    activations quantised on the fly): faster CPU inference, for translation only.  A layer with one
+    output (additive attention's v_a) stays float: quantising its input, every source position of every
+    row at every step, costs more than its product."""
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
+    layers = {
+        name: default_dynamic_qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.GRU)
+        or (isinstance(module, torch.nn.Linear) and module.out_features > 1)
+    }
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {torch.nn.Linear, torch.nn.GRU}, dtype=torch.qint8)
+        return quantize_dynamic(model, layers, dtype=torch.qint8)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

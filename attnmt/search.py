@@ -25,9 +25,11 @@ def constrain(
     but ``<eos>`` in rows out of room (``max_lengths`` words written), ``<eos>`` in rows short of
     ``min_lengths``.  log_probs (R, V), lengths (R,) → log_probs."""
     log_probs[:, [Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")  # never generated
-    out_of_room = (words >= max_lengths)[:, None]  # (R, 1)
-    not_eos = torch.arange(log_probs.size(-1), device=log_probs.device) != Vocabulary.eos_id  # (V,)
-    log_probs.masked_fill_(out_of_room & not_eos, float("-inf"))
+    out_of_room = (words >= max_lengths).nonzero().squeeze(1)  # rows that must end; mostly none
+    if len(out_of_room):
+        eos = log_probs[out_of_room, Vocabulary.eos_id]
+        log_probs[out_of_room] = float("-inf")
+        log_probs[out_of_room, Vocabulary.eos_id] = eos
     if min_lengths is not None:
         log_probs[:, Vocabulary.eos_id].masked_fill_(words < min_lengths, float("-inf"))
     return log_probs

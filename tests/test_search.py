@@ -249,10 +249,13 @@ def _example_candidates(offset: int = 0) -> Candidates:
 
 
 def test_constrain_rules_out_pad_and_sos_and_enforces_both_length_bounds():
-    log_probs = torch.zeros(3, V)
+    log_probs = torch.randn(3, V)
+    before = log_probs.clone()
     # after 2 words: row 0 may have at most 2 words, row 1 at least 3, row 2 is free
     constrain(log_probs, 2, max_lengths=torch.tensor([2, 5, 5]), min_lengths=torch.tensor([0, 3, 0]))
-    allowed = log_probs.isfinite().tolist()
+    allowed = log_probs.isfinite()
+    assert torch.equal(log_probs[allowed], before[allowed])  # what stays allowed keeps its value
+    allowed = allowed.tolist()
     assert allowed[0] == [t == EOS for t in range(V)]  # out of room: <eos> only
     assert allowed[1] == [t not in (0, SOS, EOS) for t in range(V)]  # too short to end
     assert allowed[2] == [t not in (0, SOS) for t in range(V)]  # <pad> and <sos> are never generated
