@@ -103,6 +103,14 @@ class Decoder(nn.Module):
             return nn.functional.linear(attentional, self.embedding.weight, self.output_bias)
         return self.output(attentional)
 
+    def tied_output(self) -> nn.Linear:
+        """The tied output layer (embedding matrix, own bias) as a layer of its own (a copy), for
+        :func:`attnmt.device.quantize_int8`."""
+        layer = nn.Linear(*reversed(self.embedding.weight.shape))
+        layer.weight = nn.Parameter(self.embedding.weight.detach().clone())
+        layer.bias = nn.Parameter(self.output_bias.detach().clone())
+        return layer
+
     def _attend(self, outputs: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """GRU outputs (B, T, H) → attentional states h̃ (B, T, H), weights (B, T, S)."""
         context, weights = self.attention(outputs, keys, memory, mask)

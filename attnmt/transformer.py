@@ -151,6 +151,7 @@ class Transformer(nn.Module):
         )
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
+        self.output: nn.Module | None = None  # the output layer is the embedding (§3.4); int8: a copy
 
     has_attention = True
 
@@ -212,8 +213,19 @@ class Transformer(nn.Module):
             cross_weights.append(cw)
         if keep is not None:
             x = x[keep]  # (N, d_model)
-        logits = self.decoder_norm(x) @ self.embedding.weight.T  # tied output layer (§3.4)
+        logits = self.logits(self.decoder_norm(x))
         return logits, replace(state, past=past), self_weights, cross_weights
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Decoder states (…, d) → word scores (…, V): the embedding matrix as the output layer (§3.4),
+        or its int8 copy (``tied_output``)."""
+        return x @ self.embedding.weight.T if self.output is None else self.output(x)
+
+    def tied_output(self) -> nn.Linear:
+        """The tied output layer as a layer of its own (a copy), for :func:`attnmt.device.quantize_int8`."""
+        layer = nn.Linear(self.d_model, self.embedding.num_embeddings, bias=False)
+        layer.weight = nn.Parameter(self.embedding.weight.detach().clone())
+        return layer
 
     def step(self, prev_tokens: Tensor, state: TransformerState) -> tuple[Tensor, TransformerState, Tensor]:
         """prev_tokens (B,) → log-probabilities (B, V), the state, last-layer cross-attention averaged over

@@ -208,3 +208,15 @@ def test_tied_embeddings_score_words_with_the_decoders_embedding_matrix(tmp_path
 def test_tied_embeddings_need_equal_embedding_and_hidden_sizes():
     with pytest.raises(ValueError, match="embed_size == hidden_size"):
         _model("additive", tie_embeddings=True)  # embed 8, hidden 12
+
+
+def test_int8_gives_a_tied_output_layer_an_int8_copy_and_leaves_the_model_as_it_was():
+    from attnmt.device import quantize_int8
+
+    model = _model("additive", embed_size=12, tie_embeddings=True)
+    src, src_pad_mask, tgt = _batch()
+    quantized = quantize_int8(model)
+    assert model.decoder.output is None and "quantized" in type(quantized.decoder.output).__module__
+    expected, _ = model(src, src_pad_mask, tgt)
+    got, _ = quantized(src, src_pad_mask, tgt)
+    assert torch.allclose(got, expected, atol=0.1)  # int8 rounding: close, not equal

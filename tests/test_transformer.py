@@ -176,6 +176,8 @@ def test_an_int8_transformer_decodes_with_its_separate_projections():
     model, (src, mask, _) = tiny(seed=5), batch()
     quantized = quantize_int8(model)
     assert quantized.decoder_layers[0].self_attn.stacked_qkv() is None
+    assert model.output is None and type(quantized.output).__name__ == "Linear"  # an int8 copy of its own
+    assert "quantized" in type(quantized.output).__module__
     state = quantized.init_state(quantized.encode(src, mask))
     reference = model.init_state(model.encode(src, mask))
     for token in (Vocabulary.sos_id, 7, 9):
