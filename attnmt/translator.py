@@ -119,7 +119,7 @@ class Translator:
             chunk_prefixes = None if prefixes is None else [prefixes[i] for i in chunk]
             return self._translate_tokens([tokenized[i] for i in chunk], options, chunk_prefixes)
 
-        return _by_length(tokenized, batch_size, translate, side_by_side=self._on_cpu())
+        return _by_length(tokenized, batch_size, translate, side_by_side=self._device.type == "cpu")
 
     def score(
         self, sources: list[str], targets: list[str], *, batch_size: int = 64, top_k: int = 0
@@ -156,10 +156,11 @@ class Translator:
         def score(chunk: list[int]) -> list[Score]:
             return self._score_ids([src_tokens[i] for i in chunk], [target_ids[i] for i in chunk], top_k)
 
-        return _by_length(src_tokens, batch_size, score, side_by_side=self._on_cpu())
+        return _by_length(src_tokens, batch_size, score, side_by_side=self._device.type == "cpu")
 
-    def _on_cpu(self) -> bool:
-        return next(self.model.parameters()).device.type == "cpu"
+    @property
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     def _target_ids(self, texts: list[str], count: int, name: str) -> list[list[int]]:
         """Target texts as the model's target ids, one text per sentence (``name`` for messages)."""
@@ -199,7 +200,7 @@ class Translator:
 
     def _source_batch(self, src_tokens: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Source tokens (<eos> last) as ids (B, S) and padding mask (B, S) on the model's device."""
-        device = next(self.model.parameters()).device
+        device = self._device
         src, src_pad_mask = pad([self.src_vocab.encode(tokens) for tokens in src_tokens])
         return src.to(device), src_pad_mask.to(device)
 
@@ -240,7 +241,7 @@ class Translator:
         if not translation.tokens:
             return {}
         self.model.eval()
-        device = next(self.model.parameters()).device
+        device = self._device
         src = torch.tensor([self.src_vocab.encode(translation.src_tokens)], device=device)
         tgt_in = torch.tensor(
             [[Vocabulary.sos_id, *self.tgt_vocab.encode(translation.tokens[:-1])]], device=device
@@ -278,8 +279,9 @@ def _by_length(
     """``run`` over batches of sentence indices sorted by source length (little padding); the results
     come back in input order.  With ``side_by_side`` (a model on the CPU), the batches run on as many
     threads as torch computes with, one core each: a batch of 64 short sentences leaves a second core
-    idle more than half of each step (2-core AVX2 EPYC, Tatoeba Transformer: 1 thread 145 sentences/s
-    greedy, 2 threads on each batch 200, 2 batches side by side 265; docs/benchmarks.md)."""
+    idle more than half of each step (2-core AVX2-only EPYC, torch capability AVX2, 4-minute Tatoeba
+    Transformer: 1 thread 145 sentences/s greedy, 2 threads on each batch 200, 2 batches side by side
+    265; bench/README.md)."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     threads = torch.get_num_threads()
