@@ -12,7 +12,9 @@ Parts of the score that depend only on the keys (``W h̄_s``) are computed once 
 ``project_keys`` and passed back in, never cached on the module, so search can reorder them freely.
 """
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -129,6 +131,7 @@ class MultiHeadAttention(nn.Module):
         self.W_k = nn.Linear(d_model, d_model)
         self.W_v = nn.Linear(d_model, d_model)
         self.W_o = nn.Linear(d_model, d_model)
+        self.W_qkv: nn.Module | None = None  # int8 only: W^Q, W^K, W^V as one layer (``stacked_layer``)
 
     def split(self, x: Tensor) -> Tensor:
         """(B, T, d_model) → (B, h, T, d_k)"""
@@ -138,20 +141,29 @@ class MultiHeadAttention(nn.Module):
         """(B, S, d_model) keys and values → per-head K W^K, V W^V, each (B, h, S, d_k)."""
         return self.split(self.W_k(keys)), self.split(self.W_v(values))
 
-    def stacked_qkv(self) -> tuple[Tensor, Tensor] | None:
-        """W^Q, W^K, W^V stacked into one (3 d_model, d_model) weight, and their biases (3 d_model), for
-        ``project_self``; None for int8 layers (:func:`attnmt.device.quantize_int8`): no float weights."""
+    def qkv(self) -> Callable[[Tensor], Tensor]:
+        """x ↦ [x W^Q | x W^K | x W^V] in one matrix product, for ``project_self``: the int8 layer
+        :func:`attnmt.device.quantize_int8` made (``stacked_layer``), or the float weights stacked, which a
+        decoder does once per batch, not at every step."""
+        if self.W_qkv is not None:
+            return self.W_qkv
         projections = (self.W_q, self.W_k, self.W_v)
-        if not all(isinstance(p, nn.Linear) for p in projections):
-            return None
-        return torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections])
+        weight, bias = torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections])
+        return functools.partial(nn.functional.linear, weight=weight, bias=bias)
 
-    def project_self(self, x: Tensor, stacked: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Self-attention's x W^Q, x W^K, x W^V for x (B, T, d_model), each (B, h, T, d_k): one matrix
-        product with the ``stacked_qkv`` weights, three without."""
-        if stacked is None:
-            return self.split(self.W_q(x)), *self.project(x, x)
-        q, k, v = nn.functional.linear(x, *stacked).chunk(3, dim=-1)  # each (B, T, d_model)
+    def stacked_layer(self) -> nn.Linear:
+        """W^Q, W^K, W^V as one (d_model → 3 d_model) layer of its own (a copy), for
+        :func:`attnmt.device.quantize_int8`: one int8 product instead of three."""
+        projections = (self.W_q, self.W_k, self.W_v)
+        layer = nn.Linear(self.W_q.in_features, 3 * self.W_q.out_features)
+        layer.weight = nn.Parameter(torch.cat([p.weight.detach() for p in projections]))
+        layer.bias = nn.Parameter(torch.cat([p.bias.detach() for p in projections]))
+        return layer
+
+    def project_self(self, x: Tensor, qkv: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention's x W^Q, x W^K, x W^V for x (B, T, d_model), each (B, h, T, d_k), in one matrix
+        product (``qkv()``)."""
+        q, k, v = qkv(x).chunk(3, dim=-1)  # each (B, T, d_model)
         return self.split(q), self.split(k), self.split(v)
 
     def attend(

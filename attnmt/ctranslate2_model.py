@@ -128,9 +128,9 @@ class CTranslate2Translator:
         sources = self._fitting([[*self.src_tokenizer.tokenize(s), EOS] for s in sentences], "sentence")
         prefixes = None if prefix is None else self._target_tokens(prefix, len(sentences), "prefix")
         results: list[list[Translation]] = [[] for _ in sentences]
-        chunks = list(_same_length_batches(sources, batch_size))
         # every batch is handed to CTranslate2 before the first is read: with several translators
-        # (inter_threads) they translate side by side
+        # (inter_threads) they translate side by side, longest first so that they end together
+        chunks = list(_same_length_batches(sources, batch_size))[::-1]
         searches = [
             self._submit(
                 [sources[i] for i in chunk],

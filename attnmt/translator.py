@@ -281,13 +281,14 @@ def _by_length(
     threads as torch computes with, one core each: a batch of 64 short sentences leaves a second core
     idle more than half of each step (2-core AVX2-only EPYC, torch capability AVX2, 4-minute Tatoeba
     Transformer: 1 thread 145 sentences/s greedy, 2 threads on each batch 200, 2 batches side by side
-    265; bench/README.md)."""
+    265; bench/README.md).  They start longest first, so that the last to finish are short and the
+    cores end together."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     threads = torch.get_num_threads()
     outputs: Iterable[list[T]]
     if side_by_side and threads > 1 and len(batches) > 1:
-        outputs = _one_core_each(run, batches, threads)
+        outputs = _one_core_each(run, batches[::-1], threads)[::-1]
     else:
         outputs = map(run, batches)
     results: list[T | None] = [None] * len(sources)

@@ -170,6 +170,22 @@ def test_beam_finds_a_more_probable_sentence_than_greedy():
     assert math.isclose(best.score, math.log(0.32), rel_tol=1e-6)
 
 
+def test_the_beam_takes_its_first_step_once_per_sentence():
+    """Every beam starts as the empty prefix: the model reads <sos> once per sentence, not K times."""
+    rows = []
+
+    class Counting(ScriptedModel):
+        def step(self, prev, state):
+            rows.append(prev.size(0))
+            return super().step(prev, state)
+
+    scripts = [[{A: 0.7, B_: 0.3}, {C: 0.4, EOS: 0.6}, {EOS: 1.0}]] * 2
+    src, mask = _src(2)
+    hyps = beam_search(Counting(scripts), src, mask, torch.tensor([10, 10]), beam_size=3, n_best=2, alpha=0.0)
+    assert rows[:2] == [2, 2 * 3]
+    assert [[h.tokens for h in n_best] for n_best in hyps] == [[[A], [A, C]]] * 2  # p 0.42, 0.28
+
+
 def test_the_beam_goes_on_after_its_first_hypothesis_ends_while_a_better_one_can_come():
     src, mask = _src(1)
     ((best,),) = beam_search(PrefixModel(D), src, mask, torch.tensor([10]), beam_size=2, alpha=1.0)

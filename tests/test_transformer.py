@@ -165,17 +165,18 @@ def test_fused_attention_equals_the_explicit_path_that_returns_weights():
 def test_stacked_self_attention_projections_equal_three_separate_ones():
     torch.manual_seed(0)
     attention, x = MultiHeadAttention(32, 4), torch.randn(3, 5, 32)
-    stacked = attention.project_self(x, attention.stacked_qkv())
+    stacked = attention.project_self(x, attention.qkv())
     separate = (attention.split(attention.W_q(x)), *attention.project(x, x))
     assert all(s.shape == (3, 4, 5, 8) for s in stacked)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(stacked, separate, strict=True))
 
 
-def test_an_int8_transformer_decodes_with_its_separate_projections():
-    """int8 layers have no float weights to stack: each self-attention projects three times."""
+def test_an_int8_transformer_projects_self_attention_in_one_int8_product():
     model, (src, mask, _) = tiny(seed=5), batch()
     quantized = quantize_int8(model)
-    assert quantized.decoder_layers[0].self_attn.stacked_qkv() is None
+    qkv = quantized.decoder_layers[0].self_attn.qkv()
+    assert "quantized" in type(qkv).__module__ and qkv.weight().shape == (3 * 32, 32)
+    assert model.decoder_layers[0].self_attn.W_qkv is None  # the float model is left as it was
     assert model.output is None and type(quantized.output).__name__ == "Linear"  # an int8 copy of its own
     assert "quantized" in type(quantized.output).__module__
     state = quantized.init_state(quantized.encode(src, mask))
@@ -186,6 +187,19 @@ def test_an_int8_transformer_decodes_with_its_separate_projections():
         expected, reference, _ = model.step(prev, reference)
         assert attn.shape == (2, 7)
         assert torch.allclose(log_probs, expected, atol=0.1)  # int8 rounding: close, not equal
+
+
+def test_int8_self_attention_keeps_each_projections_range():
+    """W^K a hundred times smaller than W^Q and W^V: one scale for the stacked layer would round it away."""
+    model = tiny(seed=6)
+    attention = model.decoder_layers[0].self_attn
+    with torch.no_grad():
+        attention.W_k.weight.mul_(0.01), attention.W_k.bias.mul_(0.01)
+    x = torch.randn(4, 3, 32)
+    quantized = quantize_int8(model).decoder_layers[0].self_attn
+    int8 = quantized.project_self(x, quantized.qkv())
+    for got, exact in zip(int8, attention.project_self(x, attention.qkv()), strict=True):
+        assert (got - exact).norm() < 0.05 * exact.norm()
 
 
 def _keys_before_stacking(layers: int) -> set[str]:

@@ -295,3 +295,23 @@ def test_batches_side_by_side_keep_the_callers_autocast(translator, two_threads,
     translator.translate(SENTENCES * 2, DecodeOptions(beam_size=1), batch_size=4)
     assert [enabled for enabled, _ in seen] == [True, True, False, False]
     assert seen[0][1] == torch.bfloat16
+
+
+def test_batches_side_by_side_start_longest_first(translator, two_threads, monkeypatch):
+    """So that the last batches to finish are short and neither core waits long for the other."""
+    started, lock = [], threading.Lock()
+    real = Translator._translate_tokens
+
+    def spy(self, batch, options, prefixes=None):
+        with lock:
+            started.append(max(map(len, batch)))
+        return real(self, batch, options, prefixes)
+
+    monkeypatch.setattr(Translator, "_translate_tokens", spy)
+    sentences = [f"{s} {'and ' * i}{s}" for i, s in enumerate(SENTENCES * 3)]  # lengths grow with i
+    translations = translator.translate(sentences, DecodeOptions(beam_size=1), batch_size=2)
+    assert sorted(started[:2], reverse=True) == sorted(started, reverse=True)[:2]  # the two longest first
+    assert min(started) in started[-2:]
+    assert [t.src_tokens[:-1] for t in translations] == [
+        translator.src_tokenizer.tokenize(s) for s in sentences
+    ]
