@@ -35,9 +35,11 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread count for every run: 
 
 
 def _command(model_dir: Path, resume: bool) -> list[str]:
+    """Train in ``model_dir``; with ``resume``, from its newest checkpoint, else from the start, over what
+    a run killed before its first checkpoint left there (as attnmt's message then tells a user to)."""
     sets = [a for k, v in {**SETTINGS, "train.max_steps": STEPS}.items() for a in ("--set", f"{k}={v}")]
     return [sys.executable, "-m", "attnmt.cli", "train", "--model-dir", str(model_dir), "--quiet", *sets] + (
-        ["--resume"] if resume else []
+        ["--resume"] if resume else ["--overwrite"]
     )
 
 
