@@ -131,7 +131,7 @@ class MultiHeadAttention(nn.Module):
         self.W_k = nn.Linear(d_model, d_model)
         self.W_v = nn.Linear(d_model, d_model)
         self.W_o = nn.Linear(d_model, d_model)
-        self.W_qkv: nn.Module | None = None  # int8 only: W^Q, W^K, W^V as one layer (``stacked_layer``)
+        self.W_qkv: nn.Module | None = None  # int8 self-attention only: W^Q, W^K, W^V as one layer
 
     def split(self, x: Tensor) -> Tensor:
         """(B, T, d_model) → (B, h, T, d_k)"""
@@ -147,18 +147,21 @@ class MultiHeadAttention(nn.Module):
         decoder does once per batch, not at every step."""
         if self.W_qkv is not None:
             return self.W_qkv
-        projections = (self.W_q, self.W_k, self.W_v)
-        weight, bias = torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections])
+        weight, bias = self._stacked()
         return functools.partial(nn.functional.linear, weight=weight, bias=bias)
 
     def stacked_layer(self) -> nn.Linear:
         """W^Q, W^K, W^V as one (d_model → 3 d_model) layer of its own (a copy), for
         :func:`attnmt.device.quantize_int8`: one int8 product instead of three."""
-        projections = (self.W_q, self.W_k, self.W_v)
-        layer = nn.Linear(self.W_q.in_features, 3 * self.W_q.out_features)
-        layer.weight = nn.Parameter(torch.cat([p.weight.detach() for p in projections]))
-        layer.bias = nn.Parameter(torch.cat([p.bias.detach() for p in projections]))
+        weight, bias = self._stacked()
+        layer = nn.Linear(weight.size(1), weight.size(0))
+        layer.weight, layer.bias = nn.Parameter(weight.detach()), nn.Parameter(bias.detach())
         return layer
+
+    def _stacked(self) -> tuple[Tensor, Tensor]:
+        """W^Q, W^K, W^V stacked into one (3 d_model, d_model) weight, and their biases (3 d_model)."""
+        projections = (self.W_q, self.W_k, self.W_v)
+        return torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections])
 
     def project_self(self, x: Tensor, qkv: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Self-attention's x W^Q, x W^K, x W^V for x (B, T, d_model), each (B, h, T, d_k), in one matrix

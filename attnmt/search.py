@@ -254,11 +254,8 @@ class Beams:
         return self.scores.size(1)
 
     def last_tokens(self) -> Tensor:
-        """(A·K,) what each row feeds the model next: its last token, ``<sos>`` at the start."""
-        if self.tokens.size(1) == 0:
-            return torch.full(
-                (len(self.tokens),), Vocabulary.sos_id, dtype=torch.long, device=self.tokens.device
-            )
+        """(A·K,) what each row feeds the model next: its last token (the first step, ``<sos>`` alone,
+        :func:`beam_search` takes once per sentence before the beams exist as rows)."""
         return self.tokens[:, -1]
 
     def attention_through(self, step: Tensor | None) -> Tensor | None:

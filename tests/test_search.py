@@ -288,7 +288,7 @@ def test_beam_step_returns_the_best_extensions_with_their_tokens_and_beams():
 def test_beams_start_as_one_empty_prefix_per_sentence():
     beams = Beams.start(3, max_lengths=torch.tensor([4, 6]))
     assert beams.scores.tolist() == [[0.0, INF, INF], [0.0, INF, INF]]  # only beam 0 is expanded
-    assert beams.last_tokens().tolist() == [SOS] * 6
+    assert beams.tokens.shape == (6, 0)  # the empty prefix, six times
     assert beams.max_lengths.tolist() == [4, 4, 4, 6, 6, 6] and beams.min_lengths.tolist() == [0] * 6
 
 

@@ -177,6 +177,7 @@ def test_an_int8_transformer_projects_self_attention_in_one_int8_product():
     qkv = quantized.decoder_layers[0].self_attn.qkv()
     assert "quantized" in type(qkv).__module__ and qkv.weight().shape == (3 * 32, 32)
     assert model.decoder_layers[0].self_attn.W_qkv is None  # the float model is left as it was
+    assert quantized.decoder_layers[0].cross_attn.W_qkv is None  # cross-attention projects apart
     assert model.output is None and type(quantized.output).__name__ == "Linear"  # an int8 copy of its own
     assert "quantized" in type(quantized.output).__module__
     state = quantized.init_state(quantized.encode(src, mask))
