@@ -7,13 +7,17 @@ BIN := $(VENV)/bin
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 REACHABLE = python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)" $(TORCH_INDEX)/ 2>/dev/null
 
-.PHONY: demo test lint
+.PHONY: demo test test-fast lint
 
 demo: $(VENV)/.installed
 	$(BIN)/attnmt demo
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest --durations=20
+
+# the fast tier, for everyday work: what does not train for more than a few seconds
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/pytest -m "not slow" -q
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -17,7 +17,7 @@ from typing import BinaryIO, NamedTuple, NoReturn
 from attnmt.config import Config, config_from_dict, load_config
 from attnmt.device import reuse_freed_memory
 from attnmt.errors import AttnmtError
-from attnmt.translator import DecodeOptions
+from attnmt.translator import DecodeOptions, Translator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = _shared_options()
     for add_command in (_add_demo, _add_prepare, _add_train, _add_translate, _add_score, _add_evaluate,
-                        _add_attention, _add_download, _add_curves, _add_average, _add_export, _add_serve):  # fmt: skip
+                        _add_attention, _add_download, _add_curves, _add_average, _add_export, _add_serve,
+                        _add_simulate):  # fmt: skip
         add_command(commands, shared)
     return parser
 
@@ -311,6 +312,28 @@ def _add_serve(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     serve.add_argument("--max-sentences", type=POSITIVE, default=64, help="sentences per request")
     serve.add_argument("--max-chars", type=POSITIVE, default=1000, help="characters per sentence")
     serve.set_defaults(func=_serve)
+
+
+def _add_simulate(commands: argparse._SubParsersAction, shared: _Shared) -> None:
+    simulate = commands.add_parser(
+        "simulate",
+        parents=[shared.int8, shared.device, shared.data_dir],
+        help="a simulated translator types references with the model's proposals: keystrokes saved",
+    )
+    simulate.add_argument("model_dir", type=Path)
+    simulate.add_argument("--data", action="append",
+                          help="data spec to simulate on, e.g. tatoeba:test (repeatable; default: data.test)")  # fmt: skip
+    simulate.add_argument("--beam", type=POSITIVE, default=1, help="beam size of the proposals (default 1)")
+    simulate.add_argument(
+        "--alpha", type=_number(0), default=DecodeOptions().alpha, help="GNMT length penalty"
+    )
+    simulate.add_argument("--top-k", type=_integer(0), default=5,
+                          help="alternatives the translator may pick a word from (default 5; 0: none)")  # fmt: skip
+    simulate.add_argument("--limit", type=POSITIVE, help="the first N sentences of each data set")
+    simulate.add_argument("--no-reuse", action="store_true",
+                          help="decode every proposal from scratch (to measure what reuse saves)")  # fmt: skip
+    simulate.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
+    simulate.set_defaults(func=_simulate)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -630,6 +653,53 @@ def _serve(args: argparse.Namespace) -> None:
         f"attnmt: serving {', '.join(models)} on http://{args.host}:{args.port}/", file=sys.stderr, flush=True
     )
     serve(models, args.host, args.port, limits)
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    import json
+
+    from attnmt.completion import Completer
+    from attnmt.corpora import group_references, load_pairs
+    from attnmt.files import atomic_write_text
+    from attnmt.simulate import Effort, simulate
+
+    translator = _load(args)
+    if not isinstance(translator, Translator):
+        raise AttnmtError(
+            f"{args.model_dir}: a CTranslate2 export cannot complete typed text; simulate the model"
+        )
+    options = DecodeOptions(beam_size=args.beam, alpha=args.alpha)
+    data = translator.config.data
+    specs = args.data or ([data.test] if data.test else [])
+    if not specs:
+        raise AttnmtError(f"--data: no data set given and {args.model_dir}'s config has no data.test")
+    completer = Completer(translator, max_sources=1, reuse=not args.no_reuse)
+    results, overall = {}, Effort()
+    print("data  sentences  keystroke-ratio  mouse-action-ratio  KSMR  next-word  unedited  post-edit  "
+          "latency-p50/p95/max-ms  proposal/fresh", file=sys.stderr)  # fmt: skip
+    for spec in specs:
+        pairs = load_pairs(spec, src_lang=data.src_lang, tgt_lang=data.tgt_lang, root=args.data_dir)
+        sources, references = group_references(pairs)
+        effort = Effort()
+        for source, refs in list(zip(sources, references, strict=True))[: args.limit]:
+            effort.add(simulate(completer, source, refs[0], options, args.top_k))  # the first reference
+        overall.add(effort)
+        results[spec] = effort.summary()
+        print(_effort_line(spec, results[spec]), flush=True)
+    if len(specs) > 1:
+        results["overall"] = overall.summary()
+        print(_effort_line("overall", results["overall"]))
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
+
+
+def _effort_line(name: str, r: dict[str, float]) -> str:
+    return (
+        f"{name}  {r['sentences']}  {r['keystroke_ratio']:.3f}  {r['mouse_action_ratio']:.3f}  {r['ksmr']:.3f}  "
+        f"{r['next_word_accuracy']:.1%}  {r['unedited']:.1%}  {r['post_edit_rate']:.3f}  "
+        f"{r['latency_p50_ms']:.1f}/{r['latency_p95_ms']:.1f}/{r['latency_max_ms']:.1f}  "
+        f"{r['proposal_vs_fresh']:.2f}"
+    )
 
 
 def _export(args: argparse.Namespace) -> None:

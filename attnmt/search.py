@@ -1,13 +1,14 @@
 """Decoding, written against the model's decoder contract only (:class:`attnmt.model.Seq2Seq`)."""
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Self
 
 import torch
 from torch import Tensor
 
-from attnmt.model import Seq2Seq
+from attnmt.model import DecoderState, Seq2Seq
 from attnmt.vocab import Vocabulary
 
 
@@ -372,14 +373,43 @@ def beam_search(
     # the first step once per sentence (every beam is the empty prefix), then the rows repeated K times
     sos = torch.full((src.size(0),), Vocabulary.sos_id, dtype=torch.long, device=device)
     log_probs, state, attn = model.step(sos, model.init_state(model.encode(src, src_pad_mask)))
-    log_probs, state = log_probs.index_select(0, tiled), model.reorder(state, tiled)
     attn = None if attn is None else attn.index_select(0, tiled)
+    first = Step(log_probs.index_select(0, tiled), model.reorder(state, tiled), attn)
     src_lengths = (~src_pad_mask).sum(dim=1).tolist()
-    finished: list[Finished] = [[] for _ in range(src.size(0))]
-    for t in range(int(max_lengths.max()) + 1):  # t words written so far
-        if t > 0:
-            log_probs, state, attn = model.step(beams.last_tokens(), state)  # (A·K, V), state, (A·K, S)
+    return search_beams(model, first, beams, src_lengths=src_lengths, n_best=n_best, alpha=alpha)
+
+
+class Step(NamedTuple):
+    """What one decoding step gives: the next token's log-probabilities (R, V), the state, attention
+    (R, S) or None."""
+
+    log_probs: Tensor
+    state: DecoderState
+    attention: Tensor | None
+
+
+def search_beams(
+    model: Seq2Seq,
+    step: Step,
+    beams: Beams,
+    *,
+    src_lengths: list[int],
+    n_best: int,
+    alpha: float,
+    restrict: Callable[[Tensor], Tensor | None] | None = None,
+) -> list[list[Hypothesis]]:
+    """Beam search's loop (:func:`beam_search`), from ``beams`` and the ``step`` that read their last
+    tokens.  ``restrict`` (tokens written so far (A·K, t) → allowed next tokens (A·K, V) bool, or None
+    for all) narrows each row's next token further, as completing a word being typed does."""
+    k, device = beams.size, beams.scores.device
+    log_probs, state, attn = step
+    finished: list[Finished] = [[] for _ in range(len(beams.sentences))]
+    while True:
+        t = beams.tokens.size(1)  # words written so far
         force(constrain(log_probs, t, beams.max_lengths, beams.min_lengths), t, beams.forced)
+        allowed = None if restrict is None else restrict(beams.tokens)
+        if allowed is not None:
+            log_probs.masked_fill_(~allowed, float("-inf"))
         cumulative = beams.scores[:, :, None] + log_probs.view(*beams.scores.shape, -1)  # (A, K, V)
         scores, tokens, back = beam_step(cumulative, 2 * k)  # (A, 2K): ≤ K end in <eos>, ≥ K go on
         rows = back + k * torch.arange(len(back), device=device)[:, None]  # (A, 2K)
@@ -398,4 +428,5 @@ def beam_search(
         if len(going) < len(beams.sentences):  # the finished sentences leave the batch
             beams, kept_rows = beams.select(going)
             state = model.reorder(state, kept_rows)
+        log_probs, state, attn = model.step(beams.last_tokens(), state)  # (A·K, V), state, (A·K, S)
     return [[h for _, h in sorted(f, key=lambda x: -x[0])[:n_best]] for f in finished]

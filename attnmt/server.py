@@ -6,6 +6,10 @@
                          begins with; top_k: each token's log p and the k likeliest tokens in its place)
     POST /score         {"sources": ["..."], "targets": ["..."], "model": NAME, "attention": false,
                          "top_k": 0}: how probable the model finds each target, token by token
+    POST /complete      {"source": "...", "typed": "...", "model": NAME, "beam": 1, "alpha": 1.0,
+                         "top_k": 0, "attention": false}: the typed translation, kept exactly, and the
+                         model's proposal for the rest (attnmt.completion); each source is encoded once
+                         and its decoded prefixes kept, so a keystroke costs little
     GET  /models        the loaded models and what they are
     GET  /health        {"status": "ok"}
     GET  /              the web page (attnmt/resources/web: no build step, nothing from the internet)
@@ -35,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from starlette.exceptions import HTTPException
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict from Python 3.12 only
 
+from attnmt.completion import Completer, Completion
 from attnmt.errors import AttnmtError
 from attnmt.tokenization import Tokenizer
 from attnmt.translator import DecodeOptions, Score, Translation, Translator
@@ -53,6 +58,8 @@ class Limits:
     max_top_k: int = 20  # likeliest tokens per position a request may ask for
     timeout: float = 60.0  # seconds a request may wait for its translations
     max_batch: int = 64  # sentences per model call; 1 turns batching off
+    max_typing: int = 64  # sources whose decoded prefixes /complete keeps (least recently used out)
+    typing_ttl: float = 600.0  # seconds a source being typed is kept unused
     batch_window: float = 0.005  # seconds the worker waits for more requests to join a batch
 
 
@@ -87,6 +94,19 @@ class ScoreRequest(BaseModel):
     model: StrictStr | None = Field(None, description="a loaded model's name (default: the first)")
     attention: StrictBool = Field(False, description="also return the attention weights")
     top_k: StrictInt = Field(0, description="also the k likeliest tokens at each position (0: none)")
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: StrictStr = Field(description="the English sentence being translated")
+    typed: StrictStr = Field(description="the translation typed so far; may end inside a word")
+    model: StrictStr | None = Field(None, description="a loaded model's name (default: the first)")
+    beam: StrictInt = Field(1, description="beam size; 1 is greedy search (the fastest proposals)")
+    alpha: StrictFloat | StrictInt = Field(
+        DEFAULTS.alpha, description="GNMT length penalty; 0 ranks by log-probability"
+    )
+    top_k: StrictInt = Field(0, description="also each proposed word's k likeliest alternatives")
+    attention: StrictBool = Field(False, description="also the attention behind every token")
 
 
 class Candidate(TypedDict):
@@ -169,6 +189,37 @@ class TranslationOut(TypedDict):
     ]
 
 
+class WordAlternative(TypedDict):
+    text: str
+    log_prob: float
+    typed: Annotated[str, Field(description="the typed text that takes this word: send it to complete")]
+
+
+class ProposedWord(TypedDict):
+    text: str
+    start: Annotated[int, Field(description="character offset in text")]
+    end: int
+    first: Annotated[int, Field(description="its tokens are tokens[first:last]")]
+    last: int
+    log_prob: Annotated[float, Field(description="the sum of its tokens' log-probabilities")]
+    alternatives: NotRequired[
+        Annotated[list[WordAlternative], Field(description="the likeliest words in its place (top_k > 0)")]
+    ]
+
+
+class CompleteResponse(TypedDict):
+    model: str
+    text: Annotated[str, Field(description="the typed text, unchanged, then the proposal")]
+    proposal: Annotated[str, Field(description="what the model adds after the typed text")]
+    tokens: Annotated[list[str], Field(description="the whole translation's target tokens, <eos> last")]
+    src_tokens: list[str]
+    log_probs: Annotated[list[float], Field(description="log p of each token given those before it")]
+    words: Annotated[list[ProposedWord], Field(description="from the word being typed to the end")]
+    attention: NotRequired[
+        Annotated[list[list[float]], Field(description="target × source weights (on request)")]
+    ]
+
+
 class TranslateResponse(TypedDict):
     model: str
     translations: list[TranslationOut]
@@ -198,6 +249,13 @@ class _Job:
     prefix: list[str] | None = None  # one per sentence, or none at all
     targets: list[str] | None = None  # one per sentence, to score
     top_k: int = 0  # candidates per scored position
+    typed: str | None = None  # a completion of this typed text (one sentence)
+
+    @property
+    def kind(self) -> tuple[str, DecodeOptions | None]:
+        """Jobs of one kind go to the model together."""
+        work = "score" if self.options is None else "complete" if self.typed is not None else "translate"
+        return work, self.options
 
 
 @dataclass
@@ -208,6 +266,13 @@ class Batcher:
     limits: Limits
     executor: ThreadPoolExecutor
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    completer: Completer | None = None  # the sources being typed (an attnmt model's only)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.translator, Translator):
+            self.completer = Completer(
+                self.translator, max_sources=self.limits.max_typing, ttl=self.limits.typing_ttl
+            )
 
     async def translate(
         self, sentences: list[str], options: DecodeOptions, prefix: list[str] | None = None
@@ -218,6 +283,10 @@ class Batcher:
         """Scores with up to ``top_k`` candidates per position (a call shared with other scoring requests
         finds as many as the most any of them asks for)."""
         return await self._submit(_Job(sources, None, self._future(), targets=targets, top_k=top_k))
+
+    async def complete(self, source: str, typed: str, options: DecodeOptions, top_k: int) -> Completion:
+        job = _Job([source], options, self._future(), typed=typed, top_k=top_k)
+        return (await self._submit(job))[0]
 
     @staticmethod
     def _future() -> asyncio.Future:
@@ -239,9 +308,9 @@ class Batcher:
                     break
                 jobs.append(job)
                 size += len(job.sentences)
-            for options in dict.fromkeys(job.options for job in jobs):  # in order of arrival
-                group = [job for job in jobs if job.options == options and not job.future.done()]
-                await self._run_group(loop, group, options)
+            for kind in dict.fromkeys(job.kind for job in jobs):  # in order of arrival
+                group = [job for job in jobs if job.kind == kind and not job.future.done()]
+                await self._run_group(loop, group, kind[1])
 
     async def _run_group(self, loop, group: list[_Job], options: DecodeOptions | None) -> None:
         """Model calls of at most ``max_batch`` sentences (one request over it gets a call alone)."""
@@ -272,6 +341,8 @@ class Batcher:
     def _work(self, jobs: list[_Job], options: DecodeOptions | None) -> list:
         """One model call for all ``jobs``: one result per sentence, in order."""
         sentences = [s for job in jobs for s in job.sentences]
+        if jobs[0].typed is not None:  # one source each, its prefixes kept between calls
+            return [self.completer.complete(j.sentences[0], j.typed, options, top_k=j.top_k) for j in jobs]
         if options is None:
             targets = [t for job in jobs for t in job.targets]
             top_k = max(job.top_k for job in jobs)
@@ -350,6 +421,25 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
         )
         scores = [_score_output(r, request.attention, request.top_k, models[name]) for r in results]
         return JSONResponse(ScoreResponse(model=name, scores=scores))
+
+    @app.post("/complete", response_model=CompleteResponse)
+    async def complete(request: CompleteRequest) -> JSONResponse:
+        """Translate as you type: ``typed`` kept exactly and the model's best continuation of it (the
+        word being typed completed, then on to the end), greedy or beam search."""
+        name = _loaded(request.model, models)
+        if not request.source.strip():
+            raise ApiError(422, "source: empty; send the sentence being translated")
+        for field_name in ("source", "typed"):
+            if len(text := getattr(request, field_name)) > limits.max_chars:
+                raise ApiError(413, f"{field_name}: {len(text)} characters, the limit is {limits.max_chars}")
+        if batchers[name].completer is None:
+            raise ApiError(422, f"model {name!r} cannot complete typed text (a CTranslate2 export)")
+        options = _decode_options(request, limits)
+        _check_top_k(request.top_k, limits, models[name], name)
+        completion = (
+            await _in_time(limits, batchers[name].complete(request.source, request.typed, options, request.top_k))
+        )  # fmt: skip
+        return JSONResponse(_complete_output(name, completion, request, batchers[name].completer))
 
     @app.get("/models", response_model=list[ModelInfo])
     async def list_models() -> list[ModelInfo]:
@@ -455,14 +545,40 @@ def _read_again(
     return maps, [_score_output(s, False, request.top_k, translator) for s in scores]
 
 
-def _decode_options(request: TranslateRequest, limits: Limits) -> DecodeOptions:
+def _complete_output(
+    name: str, completion: Completion, request: CompleteRequest, completer: Completer
+) -> CompleteResponse:
+    words = []
+    for word in completion.words:
+        out = ProposedWord(
+            text=word.text, start=word.start, end=word.end, first=word.first, last=word.last,
+            log_prob=word.log_prob,
+        )  # fmt: skip
+        if request.top_k:
+            before = completion.text[: word.start]
+            out["alternatives"] = [
+                WordAlternative(text=text, log_prob=log_prob, typed=before + text)
+                for text, log_prob in completer.alternatives(completion, word)
+            ]
+        words.append(out)
+    out = CompleteResponse(
+        model=name, text=completion.text, proposal=completion.proposal, tokens=completion.tokens,
+        src_tokens=completion.src_tokens, log_probs=completion.log_probs, words=words,
+    )  # fmt: skip
+    if request.attention and completion.attention is not None:
+        out["attention"] = completion.attention.round(4).tolist()
+    return out
+
+
+def _decode_options(request: TranslateRequest | CompleteRequest, limits: Limits) -> DecodeOptions:
     """The request's decoding options, within this server's limits on beam and alpha."""
     if not 1 <= request.beam <= limits.max_beam:
         raise ApiError(422, f"beam: must be between 1 and {limits.max_beam}, got {request.beam}")
     if not (math.isfinite(request.alpha) and 0 <= request.alpha <= 10):
         raise ApiError(422, f"alpha: must be between 0 and 10, got {request.alpha}")
     try:
-        return DecodeOptions(beam_size=request.beam, alpha=float(request.alpha), n_best=request.n_best)
+        n_best = getattr(request, "n_best", 1)
+        return DecodeOptions(beam_size=request.beam, alpha=float(request.alpha), n_best=n_best)
     except AttnmtError as e:
         raise ApiError(422, str(e)) from None
 

@@ -1,13 +1,16 @@
 // attnmt's page: ask /translate for a translation with its attention and, for each word, the words the
 // model would have put there instead; draw it, light up what hovering points at; a picked word is sent
-// back as a prefix and the model writes the rest; /score reads the user's own translation.
+// back as a prefix and the model writes the rest; /score reads the user's own translation. Translate as
+// you type: /complete proposes the rest of what the user types, shown as ghost text to take or leave.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const TOP_K = 6; // alternatives offered per word
+const TYPING_DELAY = 40; // ms of quiet after a keystroke before a proposal is asked for
 const panels = []; // one per model shown side by side
 let modelInfo = {}; // name → what GET /models says of it
 const topK = (model) => (modelInfo[model] && modelInfo[model].alternatives ? TOP_K : 0); // an export may give none
+const sourceText = () => $("source").value.trim() || $("source").placeholder;
 
 async function post(path, body) {
   const response = await fetch(path, {
@@ -57,31 +60,101 @@ async function scored(model, source, target) {
 
 // SentencePiece marks a word's start with ▁; the page shows the pieces without it
 const shown = (tokens) => tokens.map((t) => (t === "<eos>" ? "⏎" : t.replace(/^\u2581/, "") || t));
+const isPiece = (token) => token.startsWith("\u2581");
+const isSpecial = (token) => /^<.+>$/.test(token);
 const probability = (logProb) => Math.exp(logProb);
 const colour = (p) => `hsl(${Math.round(120 * p)}, 80%, 82%)`; // red: unlikely … green: likely
+const sum = (numbers) => numbers.reduce((a, b) => a + b, 0);
 
-class Panel {
-  constructor(index) {
-    this.root = $("panel-template").content.firstElementChild.cloneNode(true);
-    this.root.id = `panel-${index}`;
-    this.root.dataset.version = "0"; // counts what the panel has drawn: tests and timings wait on it
-    this.history = []; // earlier states, for undo
-    this.state = null;
-    this.asked = 0; // the latest request: an older answer arriving late is dropped
-    this.part(".undo").addEventListener("click", () => this.undo());
-    this.part(".kind").addEventListener("change", () => this.fillLayers());
-    this.part(".layer").addEventListener("change", () => this.draw());
-    this.part(".head").addEventListener("change", () => this.draw());
-    this.root.addEventListener("keydown", (e) => this.onKey(e));
-    $("panels").append(this.root);
-  }
+// A translator reads words, not subword pieces: the [first, last) token spans of the words of ``tokens``.
+// A SentencePiece word is its ▁ piece and the pieces after it; a word model's token is a word, and so is
+// a special token (<sos>, <eos>).
+function wordSpans(tokens, pieces = tokens.some(isPiece)) {
+  const spans = [];
+  tokens.forEach((t, i) => {
+    if (!spans.length || !pieces || isPiece(t) || isSpecial(t) || isSpecial(tokens[i - 1])) spans.push([i, i + 1]);
+    else spans[spans.length - 1][1] = i + 1;
+  });
+  return spans;
+}
 
+const spelled = (tokens, spans) => spans.map(([first, last]) => shown(tokens.slice(first, last)).join(""));
+
+// Attention between words: a word's row is the mean of its tokens' rows (so it still sums to 1), its
+// column the sum of its tokens' columns.
+function betweenWords(weights, rowSpans, columnSpans) {
+  return rowSpans.map(([a, b]) => columnSpans.map(([c, d]) => {
+    let total = 0;
+    for (let i = a; i < b; i++) for (let j = c; j < d; j++) total += weights[i][j];
+    return total / (b - a);
+  }));
+}
+
+// One alternative in a list of choices: its text, its probability, and that on the colour scale.
+function choice(text, p, selected) {
+  const option = document.createElement("button");
+  option.type = "button";
+  option.className = "choice";
+  option.setAttribute("role", "option");
+  option.setAttribute("aria-selected", String(selected));
+  option.textContent = `${text}  ${(100 * p).toFixed(1)} %`;
+  option.style.borderLeftColor = colour(p);
+  return option;
+}
+
+// Fill the choices ``list`` and focus its first option that can be picked.
+function showChoices(list, title, options) {
+  const heading = document.createElement("p");
+  heading.className = "choices-title";
+  heading.textContent = title;
+  list.replaceChildren(heading, ...options);
+  list.hidden = false;
+  const first = options.find((o) => !o.disabled);
+  if (first) first.focus();
+}
+
+// Arrows, Home and End move among the choices, Escape calls ``close``: whether the key was one of these.
+function choiceKey(event, close) {
+  const options = [...event.target.parentElement.querySelectorAll(".choice:not([disabled])")];
+  const at = options.indexOf(event.target);
+  const step = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1 }[event.key];
+  if (step) options[(at + step + options.length) % options.length].focus();
+  else if (event.key === "Escape") close();
+  else if (event.key === "Home") options[0].focus();
+  else if (event.key === "End") options[options.length - 1].focus();
+  else return false;
+  event.preventDefault();
+  return true;
+}
+
+// Something drawn inside its own element, ``root``.
+class View {
   part(selector) {
     return this.root.querySelector(selector);
   }
 
   all(selector) {
     return this.root.querySelectorAll(selector);
+  }
+}
+
+class Panel extends View {
+  constructor(index) {
+    super();
+    this.root = $("panel-template").content.firstElementChild.cloneNode(true);
+    this.root.id = `panel-${index}`;
+    this.root.dataset.version = "0"; // counts what the panel has drawn: tests and timings wait on it
+    this.history = []; // earlier states, for undo
+    this.state = null;
+    this.spans = []; // the words of the translation shown: [first, last) spans of its tokens
+    this.asked = 0; // the latest request: an older answer arriving late is dropped
+    this.heatmap = new Heatmap(this.part(".attention-view"));
+    this.part(".undo").addEventListener("click", () => this.undo());
+    this.part(".kind").addEventListener("change", () => this.fillLayers());
+    this.part(".layer").addEventListener("change", () => this.draw());
+    this.part(".head").addEventListener("change", () => this.draw());
+    this.root.addEventListener("keydown", (e) => this.onKey(e));
+    $("panels").append(this.root);
   }
 
   // A new state from ``ask`` (a promise); ``keep`` puts the one shown now on the undo stack.
@@ -107,7 +180,7 @@ class Panel {
     return this.change(translated(model, sentence), false);
   }
 
-  // The translation begins with ``prefix`` (up to the word picked at ``position``); the model writes the rest.
+  // The translation begins with ``prefix`` (up to the word picked, the ``position``-th); the model writes the rest.
   async pick(prefix, position) {
     this.closeChoices();
     await this.change(translated(this.model, this.state.source, prefix), true);
@@ -149,19 +222,21 @@ class Panel {
     this.root.dataset.version = `${Number(this.root.dataset.version) + 1}`;
   }
 
-  // The translation as buttons, one per token, coloured by how likely the model finds it there.
+  // The translation as buttons, one per word, coloured by how likely the model finds it there: the
+  // product of its pieces' probabilities.
   showWords() {
     const { tokens, log_probs: logProbs } = this.state;
-    const words = shown(tokens).map((text, i) => {
+    this.spans = wordSpans(tokens);
+    const texts = spelled(tokens, this.spans);
+    const words = this.spans.map(([first, last], i) => {
       const word = document.createElement("button");
       word.type = "button";
       word.className = "word";
-      if (/^[^\u2581]/.test(tokens[i]) && tokens.some((t) => t.startsWith("\u2581"))) word.classList.add("piece");
-      word.textContent = text;
+      word.textContent = texts[i];
       word.dataset.index = i;
-      let label = tokens[i] === "<eos>" ? "end of sentence" : text;
+      let label = tokens[first] === "<eos>" ? "end of sentence" : texts[i];
       if (logProbs) { // absent where the model gives no alternatives
-        const p = probability(logProbs[i]);
+        const p = probability(sum(logProbs.slice(first, last)));
         word.dataset.probability = p.toFixed(4);
         word.style.background = colour(p);
         word.title = `p = ${p.toFixed(3)}`;
@@ -176,24 +251,14 @@ class Panel {
     this.part(".translation").replaceChildren(...words);
   }
 
-  // The words the model would have put at position i instead, best first; Enter or a click picks one.
+  // What the model would have put in place of word i (of its first piece), best first; Enter or a click picks one.
   openChoices(i) {
     this.closeChoices();
     const { tokens, candidates } = this.state;
+    const first = this.spans[i][0];
     const word = this.all(".word")[i];
-    const list = this.part(".choices");
-    const title = document.createElement("p");
-    title.className = "choices-title";
-    title.textContent = candidates ? `Instead of “${shown([tokens[i]])[0]}”:` : "This model gives no alternatives.";
-    const options = (candidates ? candidates[i] : []).map((c) => {
-      const option = document.createElement("button");
-      const p = probability(c.log_prob);
-      option.type = "button";
-      option.className = "choice";
-      option.setAttribute("role", "option");
-      option.setAttribute("aria-selected", String(c.token === tokens[i]));
-      option.textContent = `${c.token === "<eos>" ? "⏎ (end)" : shown([c.token])[0]}  ${(100 * p).toFixed(1)} %`;
-      option.style.borderLeftColor = colour(p);
+    const options = (candidates ? candidates[first] : []).map((c) => {
+      const option = choice(c.token === "<eos>" ? "⏎ (end)" : shown([c.token])[0], probability(c.log_prob), c.token === tokens[first]);
       option.dataset.token = c.token;
       if (c.prefix === undefined) {
         option.disabled = true; // no text begins with <eos> or <unk>
@@ -203,13 +268,11 @@ class Panel {
       }
       return option;
     });
-    list.replaceChildren(title, ...options);
-    list.hidden = false;
+    const list = this.part(".choices");
     list.dataset.position = i;
     word.setAttribute("aria-expanded", "true");
     word.classList.add("open");
-    const first = options.find((o) => !o.disabled);
-    if (first) first.focus();
+    showChoices(list, candidates ? `Instead of “${word.textContent}”:` : "This model gives no alternatives.", options);
   }
 
   closeChoices(refocus = false) {
@@ -229,15 +292,7 @@ class Panel {
   onKey(event) {
     const target = event.target;
     if (target.classList.contains("choice")) {
-      const options = [...this.all(".choice:not([disabled])")];
-      const at = options.indexOf(target);
-      const step = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1 }[event.key];
-      if (step) options[(at + step + options.length) % options.length].focus();
-      else if (event.key === "Escape") this.closeChoices(true);
-      else if (event.key === "Home") options[0].focus();
-      else if (event.key === "End") options[options.length - 1].focus();
-      else return this.undoKey(event);
-      event.preventDefault();
+      if (!choiceKey(event, () => this.closeChoices(true))) this.undoKey(event);
     } else if (target.classList.contains("word")) {
       const words = [...this.all(".word")];
       const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
@@ -276,19 +331,35 @@ class Panel {
     const layer = this.state.maps[this.part(".kind").value][Number(this.part(".layer").value)];
     const head = this.part(".head").value;
     if (head !== "avg") return layer[Number(head)];
-    return layer[0].map((row, i) => row.map((_, j) => layer.reduce((sum, h) => sum + h[i][j], 0) / layer.length));
+    return layer[0].map((row, i) => row.map((_, j) => layer.reduce((total, h) => total + h[i][j], 0) / layer.length));
   }
 
-  labels() {
-    const kind = this.part(".kind").value, src = shown(this.state.src_tokens), tgt = shown(this.state.tokens);
-    if (kind === "encoder") return [src, src, "English", "English"];
-    if (kind === "decoder") return [tgt, ["<sos>", ...tgt.slice(0, -1)], "French", "French so far"];
-    return [tgt, src, "French", "English"];
-  }
-
+  // The map chosen, between words: the tokens of its rows and columns, and what they are.
   draw() {
-    const weights = this.matrix();
-    const [rows, columns, rowsLabel, columnsLabel] = this.labels();
+    const { tokens, src_tokens: src } = this.state;
+    const [rows, columns, rowsLabel, columnsLabel] = {
+      cross: [tokens, src, "French", "English"],
+      encoder: [src, src, "English", "English"],
+      decoder: [tokens, ["<sos>", ...tokens.slice(0, -1)], "French", "French so far"],
+    }[this.part(".kind").value];
+    const rowSpans = wordSpans(rows), columnSpans = wordSpans(columns);
+    const weights = betweenWords(this.matrix(), rowSpans, columnSpans);
+    this.heatmap.draw(weights, spelled(rows, rowSpans), spelled(columns, columnSpans), rowsLabel, columnsLabel);
+  }
+}
+
+// An attention map: the grid, and above it the words of both sides; hovering a word or a cell lights up
+// the words it attended to (or that attended to it).
+class Heatmap extends View {
+  constructor(parent) {
+    super();
+    this.root = $("heatmap-template").content.firstElementChild.cloneNode(true);
+    parent.append(this.root);
+  }
+
+  // ``weights[i][j]``: how much row word i attended to column word j.
+  draw(weights, rows, columns, rowsLabel, columnsLabel) {
+    this.weights = weights;
     this.part(".rows-label").textContent = rowsLabel;
     this.part(".columns-label").textContent = columnsLabel;
     this.part(".row-tokens").replaceChildren(...rows.map((w, i) => this.token(w, "row", i)));
@@ -306,7 +377,7 @@ class Panel {
         cell.dataset.column = j;
         cell.style.background = `rgba(20, 70, 180, ${weights[i][j]})`;
         cell.title = `${rows[i]} → ${columns[j]}: ${weights[i][j].toFixed(3)}`;
-        cell.addEventListener("mouseenter", () => this.focusRow(i, weights));
+        cell.addEventListener("mouseenter", () => this.focusRow(i));
         cells.push(cell);
       });
     });
@@ -319,7 +390,7 @@ class Panel {
     span.className = `token ${axis}`;
     span.dataset.index = index;
     span.textContent = word;
-    span.addEventListener("mouseenter", () => (axis === "row" ? this.focusRow : this.focusColumn).call(this, index, this.matrix()));
+    span.addEventListener("mouseenter", () => (axis === "row" ? this.focusRow(index) : this.focusColumn(index)));
     span.addEventListener("mouseleave", () => this.clearFocus());
     return span;
   }
@@ -330,19 +401,19 @@ class Panel {
     return span;
   }
 
-  // Hovering target word i: each source word j lights up as much as i attended to it.
-  focusRow(i, weights) {
+  // Hovering row word i: each column word lights up as much as i attended to it.
+  focusRow(i) {
     this.clearFocus();
     this.all(`.row[data-index="${i}"]`).forEach((e) => e.classList.add("focus"));
-    this.all(".column-tokens .token").forEach((e, j) => light(e, weights[i][j]));
+    this.all(".column-tokens .token").forEach((e, j) => light(e, this.weights[i][j]));
     this.all(`.cell[data-row="${i}"]`).forEach((e) => e.classList.add("focus"));
   }
 
-  // Hovering source word j: each target word lights up as much as it attended to j.
-  focusColumn(j, weights) {
+  // Hovering column word j: each row word lights up as much as it attended to j.
+  focusColumn(j) {
     this.clearFocus();
     this.all(`.column[data-index="${j}"]`).forEach((e) => e.classList.add("focus"));
-    this.all(".row-tokens .token").forEach((e, i) => light(e, weights[i][j]));
+    this.all(".row-tokens .token").forEach((e, i) => light(e, this.weights[i][j]));
     this.all(`.cell[data-column="${j}"]`).forEach((e) => e.classList.add("focus"));
   }
 
@@ -362,11 +433,187 @@ function light(element, weight) {
   element.style.background = `rgba(255, 170, 0, ${Math.min(1, weight * 1.5)})`;
 }
 
+// Translate as you type: what is typed in the French box goes to /complete with the source, and the
+// model's proposal for the rest shows after it in grey, each word on the colour scale. Tab takes the next
+// proposed word, End all of them, ↓ or a click lists the words the model would put in a word's place
+// (picking one types it), Esc hides the proposal; typing anything else asks again from there. The
+// heatmap follows the whole translation, typed and proposed, word by word.
+class Typing extends View {
+  constructor() {
+    super();
+    this.root = $("typing");
+    this.box = $("typed");
+    this.state = null; // the /complete answer drawn last, with the text it completed as ``typed``
+    this.hidden = false; // Esc hid the proposal
+    this.asked = 0; // the latest keystroke: answers to earlier ones are dropped
+    this.timer = 0;
+    this.heatmap = new Heatmap(this.part(".attention-view"));
+    this.box.addEventListener("input", () => this.predict());
+    this.box.addEventListener("keydown", (e) => this.onKey(e));
+    this.part(".choices").addEventListener("keydown", (e) => choiceKey(e, () => this.closeChoices(true)));
+  }
+
+  // Forget the proposal (the source or the model changed) and ask anew.
+  restart() {
+    this.state = null;
+    this.predict();
+  }
+
+  // Ask for a proposal once typing pauses; until it comes, the one shown stays as far as it still holds.
+  predict() {
+    const asked = ++this.asked;
+    this.closeChoices();
+    this.root.setAttribute("aria-busy", "true");
+    this.drawGhost();
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.ask(asked), TYPING_DELAY);
+  }
+
+  async ask(asked) {
+    const model = $("model").value, typed = this.box.value;
+    const body = { source: sourceText(), typed, model, attention: true, top_k: topK(model) };
+    try {
+      const state = await post("/complete", body);
+      if (asked !== this.asked) return;
+      $("status").textContent = "";
+      this.show({ ...state, typed });
+    } catch (error) {
+      if (asked !== this.asked) return;
+      $("status").textContent = `Error (${model}): ${error.message}`;
+      this.state = null;
+      this.drawGhost();
+      this.part(".attention-view").hidden = true;
+    } finally {
+      if (asked === this.asked) this.root.removeAttribute("aria-busy");
+    }
+  }
+
+  show(state) {
+    this.state = state;
+    this.hidden = false;
+    this.drawGhost();
+    const map = state.attention !== undefined;
+    this.part(".no-attention").hidden = map;
+    this.part(".attention-view").hidden = !map;
+    if (map) this.drawMap();
+    this.root.dataset.typed = state.typed; // what the drawn proposal completes: tests wait on it
+    this.root.dataset.version = `${Number(this.root.dataset.version) + 1}`;
+  }
+
+  // The answer whose proposal is shown: the latest, while what is typed still begins its text.
+  proposed() {
+    const state = this.state;
+    return state && !this.hidden && state.text.startsWith(this.box.value) ? state : null;
+  }
+
+  // The next proposed word: the first that ends after what is typed.
+  next() {
+    const state = this.proposed();
+    return state && state.words.find((w) => w.end > this.box.value.length);
+  }
+
+  // What is typed, invisible over the box's own text, then the proposal in grey, one span per word.
+  drawGhost() {
+    const typed = this.box.value, state = this.proposed();
+    const parts = [];
+    let at = typed.length;
+    (state ? state.words : []).forEach((word, i) => {
+      if (word.end <= at) return;
+      if (word.start > at) parts.push(state.text.slice(at, word.start));
+      parts.push(this.ghostWord(state.text.slice(Math.max(at, word.start), word.end), word, i));
+      at = word.end;
+    });
+    if (state) parts.push(state.text.slice(at));
+    this.part(".typed-text").textContent = typed;
+    this.part(".proposal").replaceChildren(...parts);
+  }
+
+  ghostWord(text, word, i) {
+    const span = document.createElement("span");
+    const p = probability(word.log_prob);
+    span.className = "ghost-word";
+    span.textContent = text;
+    span.dataset.index = i;
+    span.dataset.probability = p.toFixed(4);
+    span.style.setProperty("--colour", colour(p));
+    span.title = `${word.text}: p = ${p.toFixed(3)}`;
+    span.addEventListener("mousedown", (e) => e.preventDefault()); // the caret stays in the box
+    span.addEventListener("click", () => this.openChoices(i));
+    return span;
+  }
+
+  // Type ``text`` in place of what is typed, and ask what follows it.
+  take(text) {
+    this.box.value = text;
+    this.box.focus();
+    this.box.setSelectionRange(text.length, text.length);
+    this.predict();
+  }
+
+  onKey(event) {
+    const next = this.next(), box = this.box;
+    const atEnd = box.selectionStart === box.value.length;
+    if (!next || event.ctrlKey || event.metaKey || event.altKey || event.shiftKey) return;
+    if (event.key === "Tab") this.take(this.state.text.slice(0, next.end));
+    else if (event.key === "End" && atEnd) this.take(this.state.text);
+    else if (event.key === "ArrowDown" && atEnd) this.openChoices(this.state.words.indexOf(next));
+    else if (event.key === "Escape") {
+      this.hidden = true;
+      this.drawGhost();
+    } else return;
+    event.preventDefault();
+  }
+
+  // The words the model would put in place of proposed word i, best first: picking one types it.
+  openChoices(i) {
+    this.closeChoices();
+    const word = this.state.words[i];
+    const options = (word.alternatives || []).map((a) => {
+      const option = choice(a.text, probability(a.log_prob), a.text === word.text);
+      option.dataset.typed = a.typed;
+      option.addEventListener("click", () => this.take(a.typed));
+      return option;
+    });
+    this.all(`.ghost-word[data-index="${i}"]`).forEach((e) => e.classList.add("open"));
+    const title = word.alternatives ? `Instead of “${word.text}”:` : "This model gives no alternatives.";
+    showChoices(this.part(".choices"), title, options);
+  }
+
+  closeChoices(refocus = false) {
+    const list = this.part(".choices");
+    list.hidden = true;
+    list.replaceChildren();
+    this.all(".ghost-word.open").forEach((e) => e.classList.remove("open"));
+    if (refocus) this.box.focus();
+  }
+
+  // The heatmap of the whole translation, a row per word: the typed words before the first one /complete
+  // lists, grouped as wordSpans does, then its words, then ⏎.
+  drawMap() {
+    const { tokens, src_tokens: src, words, attention } = this.state;
+    const end = tokens.length - 1; // <eos>
+    const head = wordSpans(tokens.slice(0, words.length ? words[0].first : end), tokens.some(isPiece));
+    const rowSpans = [...head, ...words.map((w) => [w.first, w.last]), [end, end + 1]];
+    const rows = [...spelled(tokens, head), ...words.map((w) => w.text), "⏎"];
+    const columnSpans = wordSpans(src);
+    const weights = betweenWords(attention, rowSpans, columnSpans);
+    this.heatmap.draw(weights, rows, spelled(src, columnSpans), "French", "English");
+  }
+}
+
+const typing = new Typing();
+const typingMode = () => $("typing-mode").checked;
 const shownPanels = () => panels.filter((p) => !p.root.hidden);
+
+function setMode() {
+  document.body.classList.toggle("typing", typingMode());
+  $("status").textContent = "";
+  if (typingMode()) typing.restart();
+}
 
 async function translateAll(event) {
   event.preventDefault();
-  const sentence = $("source").value.trim() || $("source").placeholder;
+  const sentence = sourceText();
   const names = [$("model").value, $("compare").value].filter(Boolean);
   while (panels.length < names.length) panels.push(new Panel(panels.length));
   panels.forEach((p, i) => (p.root.hidden = i >= names.length));
@@ -392,7 +639,13 @@ async function scoreYours(event) {
 
 $("form").addEventListener("submit", translateAll);
 $("yours-form").addEventListener("submit", scoreYours);
+$("typing-mode").addEventListener("change", setMode);
+$("source").addEventListener("input", () => typingMode() && typing.restart());
+$("model").addEventListener("change", () => typingMode() && typing.restart());
 $("source").addEventListener("keydown", (e) => {
-  if (e.key === "Enter" && !e.shiftKey) translateAll(e);
+  if (e.key !== "Enter" || e.shiftKey) return;
+  if (!typingMode()) return translateAll(e);
+  e.preventDefault(); // the French box is where the translation goes on
+  $("typed").focus();
 });
-loadModels().catch((error) => ($("status").textContent = `Cannot reach the service: ${error.message}`));
+loadModels().then(setMode).catch((error) => ($("status").textContent = `Cannot reach the service: ${error.message}`));

@@ -1,0 +1,426 @@
+"""Interactive translation prediction: the translator types, the model proposes the rest.
+
+Given a source and the target text typed so far — which may stop in the middle of a word — a
+:class:`Completer` returns the typed text unchanged followed by the model's best continuation to
+``<eos>``.  The typed text is read in two parts: the *head*, up to its last whitespace, is tokenised as
+the target tokenizer would and forced; the *fragment* after it (the word being typed) is completed by
+tokens whose spelling extends it (:class:`Spelling`): ``Nous so`` → ``Nous sommes …`` with word
+vocabularies and SentencePiece alike.  A fragment no sequence of tokens spells is forced as the
+tokenizer splits it, and search continues after it.
+
+A keystroke does not pay for a translation: each source is encoded once and every decoded prefix keeps
+its state (the GRU's hidden state and input feed, the Transformer's key/value cache) in a trie keyed by
+token ids, so that decoding a typed prefix starts from the longest prefix already decoded, and greedy
+search walks the previous proposal for as long as it still holds.  Sources are kept least recently used
+first out, each with a bounded number of states, and expire after ``ttl`` seconds unused.
+"""
+
+import bisect
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from attnmt.errors import AttnmtError
+from attnmt.search import Beams, Step, max_output_lengths, search_beams
+from attnmt.tokenization import SubwordTokenizer, Tokenizer
+from attnmt.translator import DecodeOptions, Translator
+from attnmt.vocab import EOS, Vocabulary
+
+GREEDY = DecodeOptions(beam_size=1)  # a completion's default: the fastest proposals
+
+
+@dataclass
+class Word:
+    """One whitespace-delimited word of a completion's text, from the word being typed onwards."""
+
+    text: str
+    start: int  # character offsets in Completion.text
+    end: int
+    first: int  # its tokens: Completion.tokens[first:last]
+    last: int
+    log_prob: float  # the sum of its tokens' log-probabilities
+
+
+@dataclass
+class Completion:
+    """The typed text, kept exactly, and the model's proposal after it: ``text`` = typed + proposal."""
+
+    text: str
+    typed: str
+    tokens: list[str]  # the whole translation's target tokens, the typed part as read, <eos> last
+    src_tokens: list[str]  # source tokens, <eos> last
+    log_probs: list[float]  # log p of each token given the source and the tokens before it
+    attention: np.ndarray | None  # (len(tokens), len(src_tokens)); None for a model without attention
+    words: list[Word]  # the words from the one being typed (or the first proposed) to the end
+    # per token, the k likeliest tokens in its place and their log-probabilities (``top_k``)
+    candidates: list[list[tuple[str, float]]] = field(default_factory=list)
+
+    @property
+    def proposal(self) -> str:
+        return self.text[len(self.typed) :]
+
+
+class Spelling:
+    """Which target tokens may come next so that the text they add spells a typed fragment.
+
+    Each token has a surface: the text it adds within a word (a SentencePiece piece with ``▁`` as a
+    space; a word token as written; specials and byte pieces none).  Tokens may come one after another
+    while their surfaces are a prefix of what remains to spell; the one that reaches past it ends the
+    word.  A word tokenizer's tokens may only split the fragment where the tokenizer would (``l'`` +
+    ``h…``, never ``chat`` + ``s``).
+    """
+
+    def __init__(self, vocab: Vocabulary, tokenizer: Tokenizer):
+        subword = isinstance(tokenizer, SubwordTokenizer)
+        self.tokenizer, self.subword = tokenizer, subword
+        self.surfaces = [
+            "" if t.startswith("<") and t.endswith(">") else t.replace("▁", " ") if subword else t
+            for t in vocab.itos
+        ]
+        self.by_surface: dict[str, list[int]] = {}
+        for i, s in enumerate(self.surfaces):
+            if s:
+                self.by_surface.setdefault(s, []).append(i)
+        self.sorted = sorted(self.by_surface)
+        self.vocab_size = len(vocab)
+
+    def target(self, fragment: str) -> str:
+        """What the tokens after the head must spell: a SentencePiece word starts with its space."""
+        return " " + fragment if self.subword else fragment
+
+    def constraint(self, fragment: str) -> "FragmentConstraint | None":
+        """The constraint that spells ``fragment``, or None where no sequence of tokens can."""
+        target = self.target(fragment)
+        ends = None if self.subword else _token_ends(self.tokenizer, fragment)
+        constraint = FragmentConstraint(self, target, ends)
+        return constraint if constraint.allowed(0) else None
+
+
+class FragmentConstraint:
+    """The tokens allowed next while spelling ``target``, by how many of its characters are spelled."""
+
+    def __init__(self, spelling: Spelling, target: str, ends: set[int] | None):
+        self.spelling, self.target, self.ends = spelling, target, ends
+        self._extendable = cache(self._can_spell_from)
+        self._allowed = cache(self._allowed_at)
+
+    def allowed(self, spelled: int) -> list[int]:
+        """Token ids that may follow ``spelled`` characters of the target; all after it is spelled."""
+        return self._allowed(spelled)
+
+    def spelled(self, ids: list[int]) -> int | None:
+        """How many characters ``ids`` spell; None once they reach past the end (the word is done)."""
+        count = 0
+        for i in ids:
+            count += len(self.spelling.surfaces[i])
+            if count >= len(self.target):
+                return None
+        return count
+
+    def mask(self, spelled: int, device: torch.device) -> Tensor:
+        allowed = torch.zeros(self.spelling.vocab_size, dtype=torch.bool, device=device)
+        allowed[self._allowed(spelled)] = True
+        return allowed
+
+    def _allowed_at(self, spelled: int) -> list[int]:
+        rest = self.target[spelled:]
+        spelling = self.spelling
+        ids = [i for s in self._extending(rest) for i in spelling.by_surface[s]]
+        for j in range(1, len(rest)):  # tokens that spell part of the rest, where more can follow
+            if (
+                rest[:j] in spelling.by_surface
+                and self._splits_at(spelled + j)
+                and self._extendable(spelled + j)
+            ):
+                ids.extend(spelling.by_surface[rest[:j]])
+        return ids
+
+    def _can_spell_from(self, spelled: int) -> bool:
+        return bool(self._allowed_at(spelled))
+
+    def _extending(self, rest: str) -> list[str]:
+        """The surfaces that begin with ``rest``."""
+        surfaces = self.spelling.sorted
+        start = bisect.bisect_left(surfaces, rest)
+        end = bisect.bisect_left(surfaces, rest + "\U0010ffff", lo=start)
+        return surfaces[start:end]
+
+    def _splits_at(self, position: int) -> bool:
+        return self.ends is None or position in self.ends
+
+
+def _token_ends(tokenizer: Tokenizer, fragment: str) -> set[int]:
+    """Where the word tokenizer may end a token inside ``fragment``: after each token it splits the
+    fragment into, and after an elided clitic it would split were a word to follow (``l'`` in ``l'``)."""
+    text, ends, position = fragment + "a", set(), 0
+    for token in tokenizer.tokenize(text):
+        position = text.find(token, position) + len(token)
+        ends.add(min(position, len(fragment)))
+    return ends
+
+
+@dataclass
+class _Node:
+    """A decoded prefix: what the step that read its last token gave."""
+
+    log_probs: Tensor  # (V,) the next token's log-probabilities
+    attention: Tensor | None  # (S,) the weights behind the next token
+    state: object  # the decoder state after the prefix, batch of one
+
+
+@dataclass
+class _Source:
+    src_tokens: list[str]
+    max_words: int
+    nodes: dict[tuple[int, ...], _Node]
+    used: float
+
+
+class Completer:
+    """Completes translations of sources as they are typed (:meth:`complete`), keeping each source's
+    encoding and decoded prefixes: at most ``max_sources`` sources, each with at most ``max_states``
+    prefixes, each source dropped after ``ttl`` seconds unused.  ``reuse=False`` starts every call from
+    scratch (for comparison).  Not thread-safe: one caller at a time (the server's model thread)."""
+
+    def __init__(
+        self,
+        translator: Translator,
+        *,
+        max_sources: int = 16,
+        max_states: int = 512,
+        ttl: float = 600.0,
+        reuse: bool = True,
+    ):
+        self.translator = translator
+        self.spelling = Spelling(translator.tgt_vocab, translator.tgt_tokenizer)
+        self.max_sources, self.max_states, self.ttl, self.reuse = max_sources, max_states, ttl, reuse
+        self.sources: OrderedDict[str, _Source] = OrderedDict()
+
+    @torch.inference_mode()
+    def complete(
+        self, source: str, typed: str, options: DecodeOptions = GREEDY, *, top_k: int = 0
+    ) -> Completion:
+        """The typed text and the model's best continuation of it, greedy or beam search (``options``;
+        ``n_best`` is not used).  With ``top_k``, also the k likeliest tokens at each position."""
+        if not source.strip():
+            raise AttnmtError("source: empty; give the sentence to translate")
+        if top_k < 0:
+            raise AttnmtError(f"top_k: must be at least 0, got {top_k}")
+        self.translator.model.eval()
+        entry = self._source(source)
+        cut = len(typed) - len(typed.split()[-1]) if typed.strip() and not typed[-1].isspace() else len(typed)
+        head, fragment = typed[:cut], typed[cut:]
+        kept = self._ids(" ".join(head.split()))  # as the tokenizer splits it, spaces as one
+        constraint = self.spelling.constraint(fragment) if fragment else None
+        if fragment and constraint is None:  # no tokens spell it: forced as the tokenizer splits it
+            kept, fragment = self._ids(" ".join(typed.split())), ""
+        if options.beam_size == 1:
+            ids = self._greedy(entry, kept, constraint, entry.max_words)
+        else:  # room for the fragment, a token per character at most
+            ids = self._beam(
+                entry, kept, constraint, max(entry.max_words, len(kept) + len(fragment)), options
+            )
+        return self._completion(entry, typed, fragment, kept, ids, top_k)
+
+    def alternatives(self, completion: Completion, word: Word) -> list[tuple[str, float]]:
+        """The words the model finds likeliest in place of ``word`` (of ``completion``, asked with
+        ``top_k``), with the log-probability of their first token, best first: the tokens at its first
+        position that begin a word (``<eos>`` and ``<unk>`` left out)."""
+        words = []
+        for token, log_prob in completion.candidates[word.first] if completion.candidates else []:
+            surface = self.spelling.surfaces[self.translator.tgt_vocab.stoi[token]]
+            if surface.strip() and (not self.spelling.subword or surface.startswith(" ")):
+                words.append((surface.strip(), log_prob))
+        return words
+
+    def _source(self, source: str) -> _Source:
+        """The source's entry, encoded once (and its oldest or expired neighbours dropped)."""
+        now = time.monotonic()
+        for key in [k for k, s in self.sources.items() if now - s.used > self.ttl]:
+            del self.sources[key]
+        entry = self.sources.get(source) if self.reuse else None
+        if entry is None:
+            translator = self.translator
+            src_tokens = [*translator.src_tokenizer.tokenize(source), EOS]
+            src, src_pad_mask = translator._source_batch([src_tokens])
+            model = translator.model
+            state = model.init_state(model.encode(src, src_pad_mask))
+            max_words = int(max_output_lengths(src_pad_mask)[0])
+            entry = _Source(src_tokens, max_words, {}, now)
+            entry.nodes[()] = self._step(Vocabulary.sos_id, state)
+            if self.reuse and self.max_sources > 0:
+                self.sources[source] = entry
+                while len(self.sources) > self.max_sources:
+                    self.sources.popitem(last=False)
+        if source in self.sources:
+            self.sources.move_to_end(source)
+        entry.used = now
+        return entry
+
+    def _ids(self, text: str) -> list[int]:
+        ids = self.translator.tgt_vocab.encode(self.translator.tgt_tokenizer.tokenize(text))
+        if any(i in (Vocabulary.pad_id, Vocabulary.sos_id, Vocabulary.eos_id) for i in ids):
+            raise AttnmtError("typed: holds <pad>, <sos> or <eos>, which are not words")
+        return ids
+
+    def _step(self, token: int, state: object) -> _Node:
+        device = self.translator._device
+        log_probs, state, attn = self.translator.model.step(torch.tensor([token], device=device), state)
+        return _Node(log_probs[0], None if attn is None else attn[0].float(), state)
+
+    def _node(self, entry: _Source, prefix: tuple[int, ...]) -> _Node:
+        """The state after ``prefix``, stepped from the longest prefix of it already decoded."""
+        node = entry.nodes.get(prefix)
+        if node is not None:
+            return node
+        known = next(n for n in range(len(prefix) - 1, -1, -1) if prefix[:n] in entry.nodes)
+        node = entry.nodes[prefix[:known]]
+        if len(entry.nodes) + len(prefix) - known > self.max_states:  # full: keep this path only
+            entry.nodes = {prefix[:n]: entry.nodes[prefix[:n]] for n in range(known + 1)}
+        for n in range(known, len(prefix)):
+            node = self._step(prefix[n], node.state)
+            entry.nodes[prefix[: n + 1]] = node
+        return node
+
+    def _greedy(
+        self, entry: _Source, kept: list[int], constraint: "FragmentConstraint | None", max_words: int
+    ) -> list[int]:
+        """Greedy search after ``kept``, walking decoded prefixes where it can: the token ids it writes."""
+        ids = list(kept)
+        while True:
+            node = self._node(entry, tuple(ids))
+            log_probs = node.log_probs.clone()
+            log_probs[[Vocabulary.pad_id, Vocabulary.sos_id, Vocabulary.unk_id]] = float("-inf")
+            spelled = None if constraint is None else constraint.spelled(ids[len(kept) :])
+            if spelled is not None:  # the word being typed is not spelled yet
+                log_probs.masked_fill_(~constraint.mask(spelled, log_probs.device), float("-inf"))
+            token = (
+                Vocabulary.eos_id if spelled is None and len(ids) >= max_words else int(log_probs.argmax())
+            )
+            if token == Vocabulary.eos_id:
+                return ids[len(kept) :]
+            ids.append(token)
+
+    def _beam(
+        self,
+        entry: _Source,
+        kept: list[int],
+        constraint: "FragmentConstraint | None",
+        max_words: int,
+        options: DecodeOptions,
+    ) -> list[int]:
+        """Beam search after ``kept``, from its decoded state: the token ids it writes."""
+        k, node = options.beam_size, self._node(entry, tuple(kept))
+        device = node.log_probs.device
+        rows = torch.zeros(k, dtype=torch.long, device=device)
+        scores = torch.full((1, k), float("-inf"), device=device)
+        scores[0, 0] = float(self._prefix_log_prob(entry, kept))
+        attention = None
+        if node.attention is not None and kept:
+            attention = torch.stack([entry.nodes[tuple(kept[:n])].attention for n in range(len(kept))])
+            attention = attention[None].expand(k, -1, -1)
+        beams = Beams(
+            sentences=[0],
+            scores=scores,
+            tokens=torch.tensor([kept] * k, dtype=torch.long, device=device).view(k, len(kept)),
+            attention=attention,
+            max_lengths=torch.full((k,), max_words, device=device),
+            min_lengths=torch.zeros(k, dtype=torch.long, device=device),
+        )
+        first = Step(
+            node.log_probs[None].expand(k, -1).clone(),
+            self.translator.model.reorder(node.state, rows),
+            None if node.attention is None else node.attention[None].expand(k, -1),
+        )
+
+        anything = torch.ones(self.spelling.vocab_size, dtype=torch.bool, device=device)
+        anything[Vocabulary.unk_id] = False  # a proposal holds words a translator can accept
+
+        def restrict(tokens: Tensor) -> Tensor:
+            spelled = [
+                None if constraint is None else constraint.spelled(row[len(kept) :])
+                for row in tokens.tolist()
+            ]
+            return torch.stack([anything if s is None else constraint.mask(s, device) for s in spelled])
+
+        src_lengths = [len(entry.src_tokens)]
+        best = search_beams(
+            self.translator.model, first, beams, src_lengths=src_lengths, n_best=1, alpha=options.alpha,
+            restrict=restrict,
+        )[0][0]  # fmt: skip
+        return best.tokens[len(kept) :]
+
+    def _prefix_log_prob(self, entry: _Source, ids: list[int]) -> float:
+        return sum(float(self._node(entry, tuple(ids[:n])).log_probs[t]) for n, t in enumerate(ids))
+
+    def _completion(
+        self, entry: _Source, typed: str, fragment: str, kept: list[int], written: list[int], top_k: int
+    ) -> Completion:
+        """The Completion of ``kept`` + ``written``: its text, words, and from the decoded prefixes the
+        log-probability, attention and candidates of every token."""
+        translator = self.translator
+        ids = [*kept, *written, Vocabulary.eos_id]
+        nodes = [self._node(entry, tuple(ids[:n])) for n in range(len(ids))]
+        log_probs = [float(node.log_probs[t]) for node, t in zip(nodes, ids, strict=True)]
+        attention = None
+        if nodes[0].attention is not None:
+            attention = torch.stack([node.attention for node in nodes]).cpu().numpy()
+        candidates = []
+        if top_k:
+            for node in nodes:
+                likely = node.log_probs.clone()
+                likely[[Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")
+                best = likely.topk(min(top_k, len(likely) - 2))
+                tokens = translator.tgt_vocab.decode(best.indices.tolist())
+                candidates.append(list(zip(tokens, best.values.tolist(), strict=True)))
+        tokens = translator.tgt_vocab.decode(ids)
+        text, words = _text_and_words(
+            translator.tgt_tokenizer, typed, fragment, tokens[: len(kept)], tokens[len(kept) : -1]
+        )
+        for word in words:
+            word.first, word.last = word.first + len(kept), word.last + len(kept)
+            word.log_prob = sum(log_probs[word.first : word.last])
+        return Completion(text, typed, tokens, entry.src_tokens, log_probs, attention, words, candidates)
+
+
+def _text_and_words(
+    tokenizer: Tokenizer, typed: str, fragment: str, kept: list[str], written: list[str]
+) -> tuple[str, list[Word]]:
+    """``typed`` and the text ``written`` adds after it, and the words from the fragment onwards (token
+    spans counted in ``written``)."""
+    before = tokenizer.detokenize(kept)
+
+    def added(n: int) -> str:
+        """The text the first n written tokens add after the kept ones."""
+        full = tokenizer.detokenize([*kept, *written[:n]])
+        text = full[len(before) :] if full.startswith(before) else " " + tokenizer.detokenize(written[:n])
+        if fragment or not typed or typed[-1].isspace():
+            text = text.lstrip()
+        if fragment and text.startswith(fragment):
+            return text[len(fragment) :]
+        return "" if fragment.startswith(text) else text  # still inside the fragment
+
+    proposal = added(len(written))
+    text = typed + proposal
+    words: list[Word] = []
+    start, first, previous = len(typed) - len(fragment), 0, ""
+    for n in range(1, len(written) + 1):
+        current = added(n)
+        new = current[len(previous) :] if current.startswith(previous) else current
+        if new[:1].isspace():  # token n - 1 starts a word: the one before it ends
+            if n > 1:
+                words.append(_word(text, start, len(typed) + len(previous), first, n - 1))
+            start, first = len(typed) + len(previous) + len(new) - len(new.lstrip()), n - 1
+        previous = current
+    if written:
+        words.append(_word(text, start, len(text), first, len(written)))
+    return text, words
+
+
+def _word(text: str, start: int, end: int, first: int, last: int) -> Word:
+    return Word(text[start:end], start, end, first, last, 0.0)

@@ -1,0 +1,139 @@
+"""``attnmt simulate``: a simulated translator works with the model's proposals (the field's protocol for
+interactive translation prediction, after Barrachina et al. 2009 and Knowles & Koehn 2016).
+
+The translator wants to write a given reference.  Each interaction it reads the proposal left to right
+up to the first character that differs from the reference, then either
+
+- clicks the wrong word and takes one of the model's alternatives there, when the reference's word is
+  among them (one mouse action; what precedes the word is accepted with the click), or
+- accepts the proposal up to the error (one mouse action, unless the error is right at the caret) and
+  types the right character (one keystroke);
+
+and the model proposes again.  A proposal that holds the whole reference is accepted (one mouse action;
+one keystroke more to delete what follows it, if anything does).  Keystroke ratio = keystrokes ÷
+reference characters, mouse-action ratio likewise, KSMR their sum.  Next-word accuracy: given the
+reference up to each of its words, how often the model's next word is that word.  The post-editing
+baseline: the character edit distance from the model's unassisted translation to the reference ÷
+reference characters.  Everything but the latencies is deterministic.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from attnmt.completion import Completer, Completion
+from attnmt.translator import DecodeOptions
+
+
+@dataclass
+class Effort:
+    """What the simulated translator spent on one or more sentences."""
+
+    sentences: int = 0
+    characters: int = 0  # reference characters
+    keystrokes: int = 0
+    mouse_actions: int = 0
+    words: int = 0  # reference words
+    words_predicted: int = 0  # the model's next word was the reference's, given the reference before it
+    unedited: int = 0  # sentences whose first proposal was accepted as it was
+    edit_distance: int = 0  # unassisted translations' character edit distances to the references
+    latencies: list[float] = field(default_factory=list)  # seconds per proposal
+    fresh: list[float] = field(default_factory=list)  # seconds to translate each sentence afresh
+
+    def add(self, other: "Effort") -> None:
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def summary(self) -> dict[str, float]:
+        latency_ms = np.array(self.latencies) * 1000
+        return {
+            "sentences": self.sentences,
+            "keystroke_ratio": self.keystrokes / self.characters,
+            "mouse_action_ratio": self.mouse_actions / self.characters,
+            "ksmr": (self.keystrokes + self.mouse_actions) / self.characters,
+            "next_word_accuracy": self.words_predicted / self.words,
+            "unedited": self.unedited / self.sentences,
+            "post_edit_rate": self.edit_distance / self.characters,
+            "latency_p50_ms": float(np.percentile(latency_ms, 50)),
+            "latency_p95_ms": float(np.percentile(latency_ms, 95)),
+            "latency_max_ms": float(latency_ms.max()),
+            "proposal_vs_fresh": float(np.mean(self.latencies) / np.mean(self.fresh)),
+        }
+
+
+def simulate(
+    completer: Completer, source: str, reference: str, options: DecodeOptions, top_k: int = 5
+) -> Effort:
+    """One sentence: the translator writes ``reference`` with the model's proposals (module docstring),
+    taking an alternative only when it is among the ``top_k`` likeliest (0: never)."""
+    effort = Effort(sentences=1, characters=len(reference))
+    start = time.perf_counter()
+    unassisted = completer.translator.translate([source], options)[0].text
+    effort.fresh.append(time.perf_counter() - start)
+    effort.edit_distance = edit_distance(unassisted, reference)
+    typed = ""
+    while True:
+        start = time.perf_counter()
+        completion = completer.complete(source, typed, options, top_k=top_k)
+        effort.latencies.append(time.perf_counter() - start)
+        right = _common_prefix(completion.text, reference)
+        if right == len(reference):  # the proposal holds the reference: accept it
+            effort.mouse_actions += 1
+            effort.keystrokes += len(completion.text) > right  # and delete what follows
+            effort.unedited = int(not typed and len(completion.text) == right)
+            break
+        picked = _alternative(completer, completion, reference, right) if top_k else None
+        if picked is not None:
+            effort.mouse_actions += 1
+            typed = picked
+        else:
+            effort.mouse_actions += right > len(typed)
+            effort.keystrokes += 1
+            typed = reference[: right + 1]
+    words = _word_starts(reference)
+    effort.words = len(words)
+    for start in words:
+        completion = completer.complete(source, reference[:start], options)
+        wanted = reference[start:].split(maxsplit=1)[0]
+        effort.words_predicted += bool(completion.words) and completion.words[0].text == wanted
+    return effort
+
+
+def _alternative(completer: Completer, completion: Completion, reference: str, error: int) -> str | None:
+    """The typed text after taking the alternative that gives the reference's word in place of the
+    proposed word where the first error is, or None if no alternative does."""
+    words = [w for w in completion.words if w.start <= error]
+    if not words:
+        return None
+    word = words[-1]
+    for text, _ in completer.alternatives(completion, word):
+        end = word.start + len(text)
+        if reference.startswith(text, word.start) and end > error and not reference[end : end + 1].isalnum():
+            return reference[:end]
+    return None
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _word_starts(text: str) -> list[int]:
+    """Where each whitespace-delimited word of ``text`` begins."""
+    return [i for i, c in enumerate(text) if not c.isspace() and (i == 0 or text[i - 1].isspace())]
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance in characters: the fewest insertions, deletions and substitutions."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
