@@ -9,6 +9,7 @@ The eight steps, each a name you can import:
 """
 
 from attnmt.attention import Attention
+from attnmt.completion import Completer, Completion
 from attnmt.config import Config, load_config
 from attnmt.data import TranslationDataset
 from attnmt.decoders import Decoder
@@ -25,6 +26,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Attention",
     "AttnmtError",
+    "Completer",
+    "Completion",
     "Config",
     "DecodeOptions",
     "Decoder",

@@ -676,7 +676,7 @@ def _simulate(args: argparse.Namespace) -> None:
     completer = Completer(translator, max_sources=1, reuse=not args.no_reuse)
     results, overall = {}, Effort()
     print("data  sentences  keystroke-ratio  mouse-action-ratio  KSMR  next-word  unedited  post-edit  "
-          "latency-p50/p95/max-ms  proposal/fresh", file=sys.stderr)  # fmt: skip
+          "latency-p50/p95/max-ms  proposal/fresh")  # fmt: skip
     for spec in specs:
         pairs = load_pairs(spec, src_lang=data.src_lang, tgt_lang=data.tgt_lang, root=args.data_dir)
         sources, references = group_references(pairs)

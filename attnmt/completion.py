@@ -88,6 +88,9 @@ class Spelling:
                 self.by_surface.setdefault(s, []).append(i)
         self.sorted = sorted(self.by_surface)
         self.vocab_size = len(vocab)
+        self.word_starts = torch.tensor(  # the tokens that can begin a word
+            [bool(s.strip()) and (not subword or s.startswith(" ")) for s in self.surfaces]
+        )
 
     def target(self, fragment: str) -> str:
         """What the tokens after the head must spell: a SentencePiece word starts with its space."""
@@ -227,16 +230,50 @@ class Completer:
             )
         return self._completion(entry, typed, fragment, kept, ids, top_k)
 
-    def alternatives(self, completion: Completion, word: Word) -> list[tuple[str, float]]:
-        """The words the model finds likeliest in place of ``word`` (of ``completion``, asked with
-        ``top_k``), with the log-probability of their first token, best first: the tokens at its first
-        position that begin a word (``<eos>`` and ``<unk>`` left out)."""
-        words = []
-        for token, log_prob in completion.candidates[word.first] if completion.candidates else []:
-            surface = self.spelling.surfaces[self.translator.tgt_vocab.stoi[token]]
-            if surface.strip() and (not self.spelling.subword or surface.startswith(" ")):
-                words.append((surface.strip(), log_prob))
-        return words
+    @torch.inference_mode()
+    def alternatives(
+        self, source: str, completion: Completion, word: Word, top_k: int, kept: str = ""
+    ) -> list[tuple[str, float]]:
+        """The ``top_k`` words the model finds likeliest in place of ``word`` (of ``completion`` of
+        ``source``) that begin with ``kept`` (the part of it known right: what was typed of it, or what
+        precedes a wrong character), best first, with their log-probabilities: the likeliest tokens at the
+        word's first position that can begin such a word, each written on greedily to the end of its
+        word, so that a word of several pieces is offered whole.  ``<eos>`` and ``<unk>`` are never offered."""
+        entry, vocab, surfaces = self._source(source), self.translator.tgt_vocab, self.spelling.surfaces
+        before = tuple(vocab.encode(completion.tokens[: word.first]))
+        constraint = self.spelling.constraint(kept) if kept else None
+        if kept and constraint is None:
+            return []
+        log_probs = _proposable(self._node(entry, before).log_probs)
+        starts = constraint.mask(0, log_probs.device) if constraint else self.spelling.word_starts
+        best = log_probs.masked_fill(~starts.to(log_probs.device), float("-inf")).topk(top_k)
+        words: dict[str, float] = {}
+        for first, log_prob in zip(best.indices.tolist(), best.values.tolist(), strict=True):
+            if log_prob == float("-inf"):
+                break
+            ids = [first]
+            for _ in range(_MAX_WORD_TOKENS):
+                spelled = None if constraint is None else constraint.spelled(ids)
+                log_probs = _proposable(self._node(entry, (*before, *ids)).log_probs)
+                if spelled is not None:
+                    log_probs.masked_fill_(~constraint.mask(spelled, log_probs.device), float("-inf"))
+                following = int(log_probs.argmax())
+                if spelled is None and not self._continues_word(ids[-1], following):
+                    break
+                log_prob += float(log_probs[following])
+                ids.append(following)
+            words.setdefault("".join(surfaces[i] for i in ids).strip(), log_prob)
+        return list(words.items())
+
+    def _continues_word(self, previous: int, token: int) -> bool:
+        """Whether ``token`` goes on with the word ``previous`` is in: a piece with no space before it,
+        or a word after an elided clitic (``l'`` + ``homme``)."""
+        surface = self.spelling.surfaces[token]
+        if not surface.strip():
+            return False
+        if self.spelling.subword:
+            return not surface.startswith(" ")
+        return self.spelling.surfaces[previous].endswith(("'", "’")) and surface[0].isalnum()
 
     def _source(self, source: str) -> _Source:
         """The source's entry, encoded once (and its oldest or expired neighbours dropped)."""
@@ -294,8 +331,7 @@ class Completer:
         ids = list(kept)
         while True:
             node = self._node(entry, tuple(ids))
-            log_probs = node.log_probs.clone()
-            log_probs[[Vocabulary.pad_id, Vocabulary.sos_id, Vocabulary.unk_id]] = float("-inf")
+            log_probs = _proposable(node.log_probs)
             spelled = None if constraint is None else constraint.spelled(ids[len(kept) :])
             if spelled is not None:  # the word being typed is not spelled yet
                 log_probs.masked_fill_(~constraint.mask(spelled, log_probs.device), float("-inf"))
@@ -386,6 +422,16 @@ class Completer:
             word.first, word.last = word.first + len(kept), word.last + len(kept)
             word.log_prob = sum(log_probs[word.first : word.last])
         return Completion(text, typed, tokens, entry.src_tokens, log_probs, attention, words, candidates)
+
+
+_MAX_WORD_TOKENS = 8  # the most pieces an alternative word is written on to
+
+
+def _proposable(log_probs: Tensor) -> Tensor:
+    """A copy of ``log_probs`` with what a proposal never holds ruled out: <pad>, <sos>, <unk>."""
+    log_probs = log_probs.clone()
+    log_probs[[Vocabulary.pad_id, Vocabulary.sos_id, Vocabulary.unk_id]] = float("-inf")
+    return log_probs
 
 
 def _text_and_words(

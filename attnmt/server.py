@@ -7,7 +7,7 @@
     POST /score         {"sources": ["..."], "targets": ["..."], "model": NAME, "attention": false,
                          "top_k": 0}: how probable the model finds each target, token by token
     POST /complete      {"source": "...", "typed": "...", "model": NAME, "beam": 1, "alpha": 1.0,
-                         "top_k": 0, "attention": false}: the typed translation, kept exactly, and the
+                         "top_k": 0, "word": null, "attention": false}: the typed translation, kept exactly, and the
                          model's proposal for the rest (attnmt.completion); each source is encoded once
                          and its decoded prefixes kept, so a keystroke costs little
     GET  /models        the loaded models and what they are
@@ -106,6 +106,9 @@ class CompleteRequest(BaseModel):
         DEFAULTS.alpha, description="GNMT length penalty; 0 ranks by log-probability"
     )
     top_k: StrictInt = Field(0, description="also each proposed word's k likeliest alternatives")
+    word: StrictInt | None = Field(
+        None, description="with top_k: the alternatives of this word only (its index in words)"
+    )
     attention: StrictBool = Field(False, description="also the attention behind every token")
 
 
@@ -250,6 +253,7 @@ class _Job:
     targets: list[str] | None = None  # one per sentence, to score
     top_k: int = 0  # candidates per scored position
     typed: str | None = None  # a completion of this typed text (one sentence)
+    word: int | None = None  # the word whose alternatives a completion asks for; None: every word
 
     @property
     def kind(self) -> tuple[str, DecodeOptions | None]:
@@ -284,8 +288,12 @@ class Batcher:
         finds as many as the most any of them asks for)."""
         return await self._submit(_Job(sources, None, self._future(), targets=targets, top_k=top_k))
 
-    async def complete(self, source: str, typed: str, options: DecodeOptions, top_k: int) -> Completion:
-        job = _Job([source], options, self._future(), typed=typed, top_k=top_k)
+    async def complete(
+        self, source: str, typed: str, options: DecodeOptions, top_k: int, word: int | None = None
+    ) -> tuple[Completion, list[list[tuple[str, float]] | None]]:
+        """The completion, and with ``top_k`` the alternatives of its words (of ``word`` only, if given;
+        None for the others)."""
+        job = _Job([source], options, self._future(), typed=typed, top_k=top_k, word=word)
         return (await self._submit(job))[0]
 
     @staticmethod
@@ -338,11 +346,23 @@ class Batcher:
                 job.future.set_result(results[start : start + len(job.sentences)])
             start += len(job.sentences)
 
+    def _complete(self, job: _Job, options: DecodeOptions) -> tuple[Completion, list]:
+        completion = self.completer.complete(job.sentences[0], job.typed, options)
+        if not job.top_k:
+            return completion, []
+        alternatives = [  # the word being typed: alternatives that begin with what was typed of it
+            self.completer.alternatives(job.sentences[0], completion, w, job.top_k, job.typed[w.start :])
+            if job.word in (None, i)
+            else None
+            for i, w in enumerate(completion.words)
+        ]
+        return completion, alternatives
+
     def _work(self, jobs: list[_Job], options: DecodeOptions | None) -> list:
         """One model call for all ``jobs``: one result per sentence, in order."""
         sentences = [s for job in jobs for s in job.sentences]
         if jobs[0].typed is not None:  # one source each, its prefixes kept between calls
-            return [self.completer.complete(j.sentences[0], j.typed, options, top_k=j.top_k) for j in jobs]
+            return [self._complete(job, options) for job in jobs]
         if options is None:
             targets = [t for job in jobs for t in job.targets]
             top_k = max(job.top_k for job in jobs)
@@ -436,10 +456,9 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
             raise ApiError(422, f"model {name!r} cannot complete typed text (a CTranslate2 export)")
         options = _decode_options(request, limits)
         _check_top_k(request.top_k, limits, models[name], name)
-        completion = (
-            await _in_time(limits, batchers[name].complete(request.source, request.typed, options, request.top_k))
-        )  # fmt: skip
-        return JSONResponse(_complete_output(name, completion, request, batchers[name].completer))
+        answer = batchers[name].complete(request.source, request.typed, options, request.top_k, request.word)
+        completion, alternatives = await _in_time(limits, answer)
+        return JSONResponse(_complete_output(name, completion, alternatives, request))
 
     @app.get("/models", response_model=list[ModelInfo])
     async def list_models() -> list[ModelInfo]:
@@ -546,19 +565,23 @@ def _read_again(
 
 
 def _complete_output(
-    name: str, completion: Completion, request: CompleteRequest, completer: Completer
+    name: str,
+    completion: Completion,
+    alternatives: list[list[tuple[str, float]] | None],
+    request: CompleteRequest,
 ) -> CompleteResponse:
+    """The answer to a completion; with ``top_k``, each word's alternatives."""
     words = []
-    for word in completion.words:
+    for i, word in enumerate(completion.words):
         out = ProposedWord(
             text=word.text, start=word.start, end=word.end, first=word.first, last=word.last,
             log_prob=word.log_prob,
         )  # fmt: skip
-        if request.top_k:
+        if request.top_k and alternatives[i] is not None:
             before = completion.text[: word.start]
             out["alternatives"] = [
                 WordAlternative(text=text, log_prob=log_prob, typed=before + text)
-                for text, log_prob in completer.alternatives(completion, word)
+                for text, log_prob in alternatives[i]
             ]
         words.append(out)
     out = CompleteResponse(

@@ -39,7 +39,7 @@ class Effort:
     unedited: int = 0  # sentences whose first proposal was accepted as it was
     edit_distance: int = 0  # unassisted translations' character edit distances to the references
     latencies: list[float] = field(default_factory=list)  # seconds per proposal
-    fresh: list[float] = field(default_factory=list)  # seconds to translate each sentence afresh
+    fresh: list[float] = field(default_factory=list)  # per proposal, seconds to translate its sentence
 
     def add(self, other: "Effort") -> None:
         for name, value in vars(other).items():
@@ -70,7 +70,7 @@ def simulate(
     effort = Effort(sentences=1, characters=len(reference))
     start = time.perf_counter()
     unassisted = completer.translator.translate([source], options)[0].text
-    effort.fresh.append(time.perf_counter() - start)
+    fresh = time.perf_counter() - start
     effort.edit_distance = edit_distance(unassisted, reference)
     typed = ""
     while True:
@@ -83,7 +83,7 @@ def simulate(
             effort.keystrokes += len(completion.text) > right  # and delete what follows
             effort.unedited = int(not typed and len(completion.text) == right)
             break
-        picked = _alternative(completer, completion, reference, right) if top_k else None
+        picked = _alternative(completer, source, completion, reference, right, top_k) if top_k else None
         if picked is not None:
             effort.mouse_actions += 1
             typed = picked
@@ -91,6 +91,7 @@ def simulate(
             effort.mouse_actions += right > len(typed)
             effort.keystrokes += 1
             typed = reference[: right + 1]
+    effort.fresh = [fresh] * len(effort.latencies)  # each proposal against its sentence's translation
     words = _word_starts(reference)
     effort.words = len(words)
     for start in words:
@@ -100,14 +101,17 @@ def simulate(
     return effort
 
 
-def _alternative(completer: Completer, completion: Completion, reference: str, error: int) -> str | None:
-    """The typed text after taking the alternative that gives the reference's word in place of the
-    proposed word where the first error is, or None if no alternative does."""
+def _alternative(
+    completer: Completer, source: str, completion: Completion, reference: str, error: int, top_k: int
+) -> str | None:
+    """The typed text after taking the alternative (among the ``top_k`` likeliest) that gives the
+    reference's word in place of the proposed word where the first error is, or None if none does."""
     words = [w for w in completion.words if w.start <= error]
     if not words:
         return None
     word = words[-1]
-    for text, _ in completer.alternatives(completion, word):
+    kept = reference[word.start : error]  # the word's characters before the error are right
+    for text, _ in completer.alternatives(source, completion, word, top_k, kept):
         end = word.start + len(text)
         if reference.startswith(text, word.start) and end > error and not reference[end : end + 1].isalnum():
             return reference[:end]

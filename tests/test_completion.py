@@ -104,6 +104,18 @@ def test_spelling_with_pieces_starts_a_word_and_may_take_several_pieces():
     assert constraint.spelled([vocab.stoi["▁som"], vocab.stoi["mes"]]) is None  # the word is spelled
 
 
+def test_alternatives_are_whole_words_that_begin_with_what_is_kept(translator):
+    completer = Completer(translator)
+    c = completer.complete(SOURCE, "Nous so")
+    for kept in ["", "so", "s"]:
+        alternatives = completer.alternatives(SOURCE, c, c.words[0], 5, kept)
+        assert 0 < len(alternatives) <= 5 and len({t for t, _ in alternatives}) == len(alternatives)
+        for text, log_prob in alternatives:
+            assert text.startswith(kept) and not any(ch.isspace() for ch in text) and log_prob < 0
+            assert "<unk>" not in text and "<eos>" not in text
+    assert completer.alternatives(SOURCE, c, c.words[0], 5, "😀zz") == []  # no word begins so
+
+
 # ---- what a keystroke reuses ------------------------------------------------------------------------
 
 
@@ -216,8 +228,8 @@ class _Scripted:
             position = start + len(word)
         return Completion(text, typed, [], [], [], None, words)
 
-    def alternatives(self, completion, word):
-        return [(text, -1.0) for text in self.words_alternatives.get(word.text, [])]
+    def alternatives(self, source, completion, word, top_k, kept=""):
+        return [(text, -1.0) for text in self.words_alternatives.get(word.text, []) if text.startswith(kept)]
 
 
 def test_the_simulated_translator_counts_by_hand():
@@ -237,7 +249,7 @@ def test_the_simulated_translator_counts_by_hand():
     assert typing.asked[:3] == ["", "le cha", "le chat n"]
     assert (effort.words, effort.words_predicted, effort.unedited) == (3, 1, 0)  # "le" right only
     assert effort.edit_distance == 3  # chien → chat: i→a, e→t, delete n
-    assert len(effort.latencies) == 3 and len(effort.fresh) == 1
+    assert len(effort.latencies) == len(effort.fresh) == 3
 
     picking = _Scripted(proposals, {"chien": ["chaton", "chat"]}, unassisted="le chien noir")
     effort = simulate(picking, "the black cat", reference, DecodeOptions(beam_size=1), top_k=5)
@@ -294,6 +306,13 @@ def test_complete_over_http_gives_the_python_completion(client):
     assert word["text"] == expected.words[0].text
     for alternative in word["alternatives"]:
         assert alternative["typed"] == "Nous " + alternative["text"]
+
+
+def test_alternatives_can_be_asked_for_one_word_only(client):
+    body = {"source": SOURCE, "typed": "Nous ", "top_k": 3, "word": 1}
+    words = client.post("/complete", json=body).json()["words"]
+    assert ["alternatives" in w for w in words] == [i == 1 for i in range(len(words))]
+    assert words[1]["alternatives"] and all(a["typed"].startswith("Nous ") for a in words[1]["alternatives"])
 
 
 @pytest.mark.parametrize(

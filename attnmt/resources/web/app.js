@@ -78,7 +78,7 @@ function wordSpans(tokens, pieces = tokens.some(isPiece)) {
   return spans;
 }
 
-const spelled = (tokens, spans) => spans.map(([first, last]) => shown(tokens.slice(first, last)).join(""));
+const spelled = (tokens, spans) => shown(spans.map(([first, last]) => tokens.slice(first, last).join("")));
 
 // Attention between words: a word's row is the mean of its tokens' rows (so it still sums to 1), its
 // column the sum of its tokens' columns.
@@ -471,7 +471,7 @@ class Typing extends View {
 
   async ask(asked) {
     const model = $("model").value, typed = this.box.value;
-    const body = { source: sourceText(), typed, model, attention: true, top_k: topK(model) };
+    const body = { source: sourceText(), typed, model, attention: true }; // alternatives when asked
     try {
       const state = await post("/complete", body);
       if (asked !== this.asked) return;
@@ -564,10 +564,17 @@ class Typing extends View {
     event.preventDefault();
   }
 
-  // The words the model would put in place of proposed word i, best first: picking one types it.
-  openChoices(i) {
+  // The words the model would put in place of proposed word i, best first: picking one types it. They
+  // are asked for when first wanted (a keystroke does not pay for every word's alternatives).
+  async openChoices(i) {
     this.closeChoices();
-    const word = this.state.words[i];
+    const state = this.state, word = state.words[i], model = $("model").value;
+    if (word.alternatives === undefined && topK(model)) {
+      const body = { source: sourceText(), typed: state.typed, model, top_k: topK(model), word: i };
+      const answer = await post("/complete", body);
+      if (state !== this.state) return; // typing went on meanwhile
+      word.alternatives = answer.words[i] ? answer.words[i].alternatives : [];
+    }
     const options = (word.alternatives || []).map((a) => {
       const option = choice(a.text, probability(a.log_prob), a.text === word.text);
       option.dataset.typed = a.typed;
