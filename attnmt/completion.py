@@ -19,7 +19,6 @@ import bisect
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cache
 
 import numpy as np
 import torch
@@ -109,12 +108,14 @@ class FragmentConstraint:
 
     def __init__(self, spelling: Spelling, target: str, ends: set[int] | None):
         self.spelling, self.target, self.ends = spelling, target, ends
-        self._extendable = cache(self._can_spell_from)
-        self._allowed = cache(self._allowed_at)
+        # from the end backwards: the tokens allowed after ``spelled`` characters, where the rest can follow
+        self._allowed: list[list[int]] = [[] for _ in target]
+        for spelled in range(len(target) - 1, -1, -1):
+            self._allowed[spelled] = self._allowed_at(spelled)
 
     def allowed(self, spelled: int) -> list[int]:
-        """Token ids that may follow ``spelled`` characters of the target; all after it is spelled."""
-        return self._allowed(spelled)
+        """Token ids that may follow ``spelled`` characters of the target (fewer than it has)."""
+        return self._allowed[spelled]
 
     def spelled(self, ids: list[int]) -> int | None:
         """How many characters ``ids`` spell; None once they reach past the end (the word is done)."""
@@ -127,7 +128,7 @@ class FragmentConstraint:
 
     def mask(self, spelled: int, device: torch.device) -> Tensor:
         allowed = torch.zeros(self.spelling.vocab_size, dtype=torch.bool, device=device)
-        allowed[self._allowed(spelled)] = True
+        allowed[self._allowed[spelled]] = True
         return allowed
 
     def _allowed_at(self, spelled: int) -> list[int]:
@@ -138,13 +139,10 @@ class FragmentConstraint:
             if (
                 rest[:j] in spelling.by_surface
                 and self._splits_at(spelled + j)
-                and self._extendable(spelled + j)
+                and self._allowed[spelled + j]
             ):
                 ids.extend(spelling.by_surface[rest[:j]])
         return ids
-
-    def _can_spell_from(self, spelled: int) -> bool:
-        return bool(self._allowed_at(spelled))
 
     def _extending(self, rest: str) -> list[str]:
         """The surfaces that begin with ``rest``."""

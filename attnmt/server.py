@@ -58,7 +58,7 @@ class Limits:
     max_top_k: int = 20  # likeliest tokens per position a request may ask for
     timeout: float = 60.0  # seconds a request may wait for its translations
     max_batch: int = 64  # sentences per model call; 1 turns batching off
-    max_typing: int = 64  # sources whose decoded prefixes /complete keeps (least recently used out)
+    max_typing: int = 16  # sources whose decoded prefixes /complete keeps (least recently used out)
     typing_ttl: float = 600.0  # seconds a source being typed is kept unused
     batch_window: float = 0.005  # seconds the worker waits for more requests to join a batch
 

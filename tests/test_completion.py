@@ -79,6 +79,11 @@ def test_a_fragment_no_token_spells_is_kept_and_search_goes_on(translator, typed
     assert c.text.startswith(typed) and c.tokens[-1] == "<eos>"
 
 
+def test_a_very_long_fragment_is_spelled_without_recursion(translator):
+    c = Completer(translator).complete(SOURCE, "Nous " + "ab" * 500)
+    assert c.text.startswith("Nous " + "ab" * 500)
+
+
 def test_spelling_lets_tokens_split_a_word_only_where_the_tokenizer_would():
     vocab = Vocabulary(["chat", "chats", "s", "l'", "homme", "hommes", "aujourd'hui", "ho"])
     spelling = Spelling(vocab, WordTokenizer("fr"))

@@ -421,6 +421,7 @@ def test_typing_click_a_proposed_word_pick_another_and_the_model_goes_on_from_it
     expected = complete(server, model, sentence, "")
     assert proposal(page, "") == expected["proposal"]
     page.locator("#typing .ghost-word").nth(1).click()  # the second word: what else the model would put there
+    page.wait_for_selector("#typing .choice")  # asked for when opened
     alternatives = expected["words"][1]["alternatives"]
     options = page.locator("#typing .choice")
     assert options.evaluate_all("es => es.map(e => e.dataset.typed)") == [a["typed"] for a in alternatives]
@@ -448,11 +449,13 @@ def test_typing_with_the_keyboard_only(server, browser):
     assert proposal(page, "") == complete(server, model, sentence, "")["proposal"]
 
     page.keyboard.press("ArrowDown")  # the next word's alternatives, the first focused
+    page.wait_for_selector("#typing .choice:focus")  # asked for when opened
     assert page.locator("#typing .choices").is_visible()
     assert page.evaluate("document.activeElement.classList.contains('choice')")
     page.keyboard.press("Escape")  # closes, back in the box
     assert page.locator("#typing .choices").is_hidden() and focused(page) == "typed"
     page.keyboard.press("ArrowDown")
+    page.wait_for_selector("#typing .choice:focus")
     page.keyboard.press("ArrowDown")  # the second alternative
     typed = page.evaluate("document.activeElement.dataset.typed")
     page.keyboard.press("Enter")  # picks it
