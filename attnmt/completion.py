@@ -217,7 +217,7 @@ class Completer:
         cut = len(typed) - len(typed.split()[-1]) if typed.strip() and not typed[-1].isspace() else len(typed)
         head, fragment = typed[:cut], typed[cut:]
         kept = self._ids(" ".join(head.split()))  # as the tokenizer splits it, spaces as one
-        constraint = self.spelling.constraint(fragment) if fragment else None
+        constraint = self.spelling.constraint(fragment) if 0 < len(fragment) <= _MAX_FRAGMENT else None
         if fragment and constraint is None:  # no tokens spell it: forced as the tokenizer splits it
             kept, fragment = self._ids(" ".join(typed.split())), ""
         if options.beam_size == 1:
@@ -423,6 +423,7 @@ class Completer:
 
 
 _MAX_WORD_TOKENS = 8  # the most pieces an alternative word is written on to
+_MAX_FRAGMENT = 64  # a longer "word" is no word to complete: forced as typed (spelling it costs its length²)
 
 
 def _proposable(log_probs: Tensor) -> Tensor:

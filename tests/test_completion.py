@@ -79,9 +79,13 @@ def test_a_fragment_no_token_spells_is_kept_and_search_goes_on(translator, typed
     assert c.text.startswith(typed) and c.tokens[-1] == "<eos>"
 
 
-def test_a_very_long_fragment_is_spelled_without_recursion(translator):
-    c = Completer(translator).complete(SOURCE, "Nous " + "ab" * 500)
-    assert c.text.startswith("Nous " + "ab" * 500)
+def test_a_very_long_fragment_is_kept_as_typed_not_spelled(translator, monkeypatch):
+    completer, spelled = Completer(translator), []
+    spell = completer.spelling.constraint
+    monkeypatch.setattr(completer.spelling, "constraint", lambda f: spelled.append(f) or spell(f))
+    c = completer.complete(SOURCE, "Nous " + "ab" * 500)  # spelling it would cost its length squared
+    assert c.text.startswith("Nous " + "ab" * 500) and spelled == []
+    assert completer.complete(SOURCE, "Nous ab").text.startswith("Nous ab") and spelled == ["ab"]
 
 
 def test_spelling_lets_tokens_split_a_word_only_where_the_tokenizer_would():
