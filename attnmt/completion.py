@@ -18,7 +18,7 @@ first out, each with a bounded number of states, and expire after ``ttl`` second
 import bisect
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -56,8 +56,6 @@ class Completion:
     log_probs: list[float]  # log p of each token given the source and the tokens before it
     attention: np.ndarray | None  # (len(tokens), len(src_tokens)); None for a model without attention
     words: list[Word]  # the words from the one being typed (or the first proposed) to the end
-    # per token, the k likeliest tokens in its place and their log-probabilities (``top_k``)
-    candidates: list[list[tuple[str, float]]] = field(default_factory=list)
 
     @property
     def proposal(self) -> str:
@@ -203,15 +201,11 @@ class Completer:
         self.sources: OrderedDict[str, _Source] = OrderedDict()
 
     @torch.inference_mode()
-    def complete(
-        self, source: str, typed: str, options: DecodeOptions = GREEDY, *, top_k: int = 0
-    ) -> Completion:
+    def complete(self, source: str, typed: str, options: DecodeOptions = GREEDY) -> Completion:
         """The typed text and the model's best continuation of it, greedy or beam search (``options``;
-        ``n_best`` is not used).  With ``top_k``, also the k likeliest tokens at each position."""
+        ``n_best`` is not used); :meth:`alternatives` gives what else could stand in a word's place."""
         if not source.strip():
             raise AttnmtError("source: empty; give the sentence to translate")
-        if top_k < 0:
-            raise AttnmtError(f"top_k: must be at least 0, got {top_k}")
         self.translator.model.eval()
         entry = self._source(source)
         cut = len(typed) - len(typed.split()[-1]) if typed.strip() and not typed[-1].isspace() else len(typed)
@@ -226,7 +220,7 @@ class Completer:
             ids = self._beam(
                 entry, kept, constraint, max(entry.max_words, len(kept) + len(fragment)), options
             )
-        return self._completion(entry, typed, fragment, kept, ids, top_k)
+        return self._completion(entry, typed, fragment, kept, ids)
 
     @torch.inference_mode()
     def alternatives(
@@ -393,10 +387,10 @@ class Completer:
         return sum(float(self._node(entry, tuple(ids[:n])).log_probs[t]) for n, t in enumerate(ids))
 
     def _completion(
-        self, entry: _Source, typed: str, fragment: str, kept: list[int], written: list[int], top_k: int
+        self, entry: _Source, typed: str, fragment: str, kept: list[int], written: list[int]
     ) -> Completion:
         """The Completion of ``kept`` + ``written``: its text, words, and from the decoded prefixes the
-        log-probability, attention and candidates of every token."""
+        log-probability and attention of every token."""
         translator = self.translator
         ids = [*kept, *written, Vocabulary.eos_id]
         nodes = [self._node(entry, tuple(ids[:n])) for n in range(len(ids))]
@@ -404,14 +398,6 @@ class Completer:
         attention = None
         if nodes[0].attention is not None:
             attention = torch.stack([node.attention for node in nodes]).cpu().numpy()
-        candidates = []
-        if top_k:
-            for node in nodes:
-                likely = node.log_probs.clone()
-                likely[[Vocabulary.pad_id, Vocabulary.sos_id]] = float("-inf")
-                best = likely.topk(min(top_k, len(likely) - 2))
-                tokens = translator.tgt_vocab.decode(best.indices.tolist())
-                candidates.append(list(zip(tokens, best.values.tolist(), strict=True)))
         tokens = translator.tgt_vocab.decode(ids)
         text, words = _text_and_words(
             translator.tgt_tokenizer, typed, fragment, tokens[: len(kept)], tokens[len(kept) : -1]
@@ -419,7 +405,7 @@ class Completer:
         for word in words:
             word.first, word.last = word.first + len(kept), word.last + len(kept)
             word.log_prob = sum(log_probs[word.first : word.last])
-        return Completion(text, typed, tokens, entry.src_tokens, log_probs, attention, words, candidates)
+        return Completion(text, typed, tokens, entry.src_tokens, log_probs, attention, words)
 
 
 _MAX_WORD_TOKENS = 8  # the most pieces an alternative word is written on to

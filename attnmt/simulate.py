@@ -75,7 +75,7 @@ def simulate(
     typed = ""
     while True:
         start = time.perf_counter()
-        completion = completer.complete(source, typed, options, top_k=top_k)
+        completion = completer.complete(source, typed, options)
         effort.latencies.append(time.perf_counter() - start)
         right = _common_prefix(completion.text, reference)
         if right == len(reference):  # the proposal holds the reference: accept it
