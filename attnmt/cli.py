@@ -6,6 +6,7 @@ come from shared parent parsers; ``main`` parses and calls ``args.func``.
 
 import argparse
 import contextlib
+import json
 import math
 import shutil
 import sys
@@ -14,10 +15,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, NoReturn
 
+from attnmt.alignment import hard_alignment, pharaoh
+from attnmt.checkpoint import average_checkpoints, checkpoint_dir
+from attnmt.completion import Completer
 from attnmt.config import Config, config_from_dict, load_config
-from attnmt.device import reuse_freed_memory
+from attnmt.corpora import data_dir, group_references, load_pairs, read_tsv
+from attnmt.device import reuse_freed_memory, select_device
+from attnmt.download import DIRECTORIES, download
+from attnmt.engine import DecodeOptions, Engine
 from attnmt.errors import AttnmtError
-from attnmt.translator import DecodeOptions, Translator
+from attnmt.export import QUANTIZATIONS, export_ctranslate2
+from attnmt.files import atomic_write_text
+from attnmt.metrics import corpus_scores, scores_by_length
+from attnmt.modeldir import load_model, save_model
+from attnmt.prepared import ensure_prepared
+from attnmt.simulate import Effort, simulate
+from attnmt.training import LOG, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,8 +292,6 @@ def _add_average(commands: argparse._SubParsersAction, shared: _Shared) -> None:
 
 
 def _add_export(commands: argparse._SubParsersAction, shared: _Shared) -> None:
-    from attnmt.export import QUANTIZATIONS
-
     export = commands.add_parser(
         "export", help="a Transformer as a CTranslate2 model directory (translate, evaluate, serve run it)"
     )
@@ -352,8 +363,6 @@ def _experiment_config(args: argparse.Namespace) -> Config:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from attnmt.prepared import ensure_prepared
-
     config = _experiment_config(args)
     directory = args.out or (Path(config.data.prepared) if config.data.prepared else None)
     if directory is None:
@@ -366,8 +375,6 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from attnmt.training import train
-
     config = _experiment_config(args)
     if args.model_dir.exists() and not args.model_dir.is_dir():
         raise AttnmtError(f"{args.model_dir}: exists and is not a directory")
@@ -379,8 +386,6 @@ def _train(args: argparse.Namespace) -> None:
     except OSError as e:
         raise AttnmtError(f"{args.model_dir}: cannot write there ({e.strerror})") from None
     if args.overwrite and not args.resume:
-        from attnmt.checkpoint import checkpoint_dir
-
         shutil.rmtree(checkpoint_dir(args.model_dir), ignore_errors=True)
     train(
         config, model_dir=args.model_dir, resume=args.resume, progress=not args.quiet, data_root=args.data_dir
@@ -389,35 +394,12 @@ def _train(args: argparse.Namespace) -> None:
         print(f"saved model to {args.model_dir}", file=sys.stderr)
 
 
-def _load(args: argparse.Namespace, model_dir: Path | None = None):
-    from attnmt.ctranslate2_model import CTranslate2Translator
-    from attnmt.device import quantize_int8, select_device
-    from attnmt.modeldir import load_model
-
-    device = select_device(args.device, source="--device")
-    translator = load_model(model_dir or args.model_dir)
-    if isinstance(translator, CTranslate2Translator):
-        _check_engine_options(args, device, translator.quantization)
-        return translator
-    translator.model.to(device)
-    if getattr(args, "int8", False):
-        if device.type != "cpu":
-            raise AttnmtError(f"--int8: runs on the CPU only, not on {device} (add --device cpu)")
-        translator.model = quantize_int8(translator.model.eval())
-    return translator
-
-
-def _check_engine_options(args: argparse.Namespace, device, quantization: str) -> None:
-    """A CTranslate2 export runs on the CPU, computing as exported: --device and --int8 cannot change it."""
-    if device.type != "cpu" and args.device != "auto":
-        raise AttnmtError(
-            f"--device {args.device}: a CTranslate2 export runs on the CPU here (use --device cpu)"
-        )
-    if getattr(args, "int8", False):
-        raise AttnmtError(
-            f"--int8: a CTranslate2 export computes as exported ({quantization}); "
-            "export with --quantization int8 instead"
-        )
+def _load(args: argparse.Namespace, model_dir: Path | None = None) -> Engine:
+    """The model directory an ``args`` names (or ``model_dir``), on ``--device``, in int8 with ``--int8``."""
+    select_device(args.device, source="--device")  # a mistaken --device is said before loading
+    engine = load_model(model_dir or args.model_dir)
+    engine.place(args.device, int8=getattr(args, "int8", False))
+    return engine
 
 
 def _decode_options(args: argparse.Namespace) -> DecodeOptions:
@@ -432,13 +414,11 @@ def _translate(args: argparse.Namespace) -> None:
     if args.dictionary is not None:
         if not args.replace_unk:
             raise AttnmtError("--dictionary: only used with --replace-unk")
-        from attnmt.corpora import read_tsv
-
         dictionary = dict(read_tsv(args.dictionary))
     if args.prefix is not None and args.tsv:
         raise AttnmtError("--prefix: not with --tsv, whose lines carry their own prefixes")
     translator = _load(args)
-    if args.replace_unk and not translator.model.has_attention:
+    if args.replace_unk and not translator.has_attention:
         raise AttnmtError(f"--replace-unk: {args.model_dir} has no attention to find the source word with")
     chunks = [args.text] if args.text is not None else _read_lines(sys.stdin.buffer, 16 * args.batch_size)
     where = "--text" if args.text is not None else "stdin line"
@@ -517,16 +497,12 @@ def _picture_path(directory: Path, stem: str, number: int, suffix: str) -> Path:
     return directory / f"{stem}-{number:04d}.{suffix}"
 
 
-def _require_attention(translator, model_dir: Path) -> None:
-    if not translator.model.has_attention:
+def _require_attention(translator: Engine, model_dir: Path) -> None:
+    if not translator.has_attention:
         raise AttnmtError(f"{model_dir}: this model has no attention to draw")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from attnmt.corpora import group_references, load_pairs
-    from attnmt.files import atomic_write_text
-    from attnmt.metrics import corpus_scores, scores_by_length
-
     if args.output is not None and len(args.model_dirs) > 1:
         raise AttnmtError("-o/--output: one model at a time (the translations of one model)")
     if args.plot is not None and not args.by_length:
@@ -562,9 +538,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _attention(args: argparse.Namespace) -> None:
-    from attnmt.alignment import hard_alignment, pharaoh
     from attnmt.plotting import plot_attention
-    from attnmt.translator import Translator
 
     sentences = (
         args.text
@@ -578,7 +552,7 @@ def _attention(args: argparse.Namespace) -> None:
         _picture_dir(args.output)
     translator = _load(args)
     _require_attention(translator, args.model_dir)
-    if not isinstance(translator, Translator) and (args.layer or args.head):
+    if translator.model is None and (args.layer or args.head):  # the engine's own heads are not ours to read
         raise AttnmtError(
             f"--{'layer' if args.layer else 'head'}: {args.model_dir} is a CTranslate2 export, which returns "
             "only the last layer's cross-attention averaged over its heads"
@@ -615,14 +589,10 @@ def _pick_layer_and_head(weights, layer: int | None, head: int | None):
 
 
 def _average(args: argparse.Namespace) -> None:
-    from attnmt.checkpoint import average_checkpoints
-    from attnmt.modeldir import load_model, save_model
-    from attnmt.translator import Translator
-
     if args.output.exists() and (not args.output.is_dir() or any(args.output.iterdir())):
         raise AttnmtError(f"{args.output}: exists and is not empty; choose a new directory")
     translator = load_model(args.model_dir)
-    if not isinstance(translator, Translator):
+    if translator.model is None:
         raise AttnmtError(f"{args.model_dir}: a CTranslate2 export; average the model it was exported from")
     translator.model.load_state_dict(average_checkpoints(args.model_dir, args.last))
     save_model(translator, args.output)
@@ -656,15 +626,8 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    import json
-
-    from attnmt.completion import Completer
-    from attnmt.corpora import group_references, load_pairs
-    from attnmt.files import atomic_write_text
-    from attnmt.simulate import Effort, simulate
-
     translator = _load(args)
-    if not isinstance(translator, Translator):
+    if translator.model is None:
         raise AttnmtError(
             f"{args.model_dir}: a CTranslate2 export cannot complete typed text; simulate the model"
         )
@@ -703,16 +666,11 @@ def _effort_line(name: str, r: dict[str, float]) -> str:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from attnmt.export import export_ctranslate2
-
     export_ctranslate2(args.model_dir, args.output, args.quantization)
     print(f"{args.output}: {args.model_dir} for CTranslate2, weights {args.quantization}", file=sys.stderr)
 
 
 def _download(args: argparse.Namespace) -> None:
-    from attnmt.corpora import data_dir
-    from attnmt.download import DIRECTORIES, download
-
     root = data_dir(args.data_dir)
     if (root / DIRECTORIES[args.corpus]).exists():
         print(f"{args.corpus}: already in {root / DIRECTORIES[args.corpus]}", file=sys.stderr)
@@ -722,10 +680,7 @@ def _download(args: argparse.Namespace) -> None:
 
 
 def _curves(args: argparse.Namespace) -> None:
-    import json
-
     from attnmt.plotting import plot_curves
-    from attnmt.training import LOG
 
     logs = {}
     for model_dir in args.model_dirs:

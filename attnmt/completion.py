@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from attnmt.data import pad
+from attnmt.engine import DecodeOptions, Engine
 from attnmt.errors import AttnmtError
-from attnmt.search import Beams, Step, max_output_lengths, search_beams
+from attnmt.model import Seq2Seq
+from attnmt.search import Beams, Step, max_output_length, search_beams
 from attnmt.tokenization import SubwordTokenizer, Tokenizer
-from attnmt.translator import DecodeOptions, Translator
 from attnmt.vocab import EOS, Vocabulary
 
 GREEDY = DecodeOptions(beam_size=1)  # a completion's default: the fastest proposals
@@ -188,14 +190,18 @@ class Completer:
 
     def __init__(
         self,
-        translator: Translator,
+        translator: Engine,
         *,
         max_sources: int = 16,
         max_states: int = 512,
         ttl: float = 600.0,
         reuse: bool = True,
     ):
+        if translator.model is None:
+            raise AttnmtError("this engine cannot complete typed text: it does not decode step by step")
         self.translator = translator
+        self.model: Seq2Seq = translator.model
+        self.device = next(self.model.parameters()).device
         self.spelling = Spelling(translator.tgt_vocab, translator.tgt_tokenizer)
         self.max_sources, self.max_states, self.ttl, self.reuse = max_sources, max_states, ttl, reuse
         self.sources: OrderedDict[str, _Source] = OrderedDict()
@@ -206,7 +212,7 @@ class Completer:
         ``n_best`` is not used); :meth:`alternatives` gives what else could stand in a word's place."""
         if not source.strip():
             raise AttnmtError("source: empty; give the sentence to translate")
-        self.translator.model.eval()
+        self.model.eval()
         entry = self._source(source)
         cut = len(typed) - len(typed.split()[-1]) if typed.strip() and not typed[-1].isspace() else len(typed)
         head, fragment = typed[:cut], typed[cut:]
@@ -274,12 +280,12 @@ class Completer:
             del self.sources[key]
         entry = self.sources.get(source) if self.reuse else None
         if entry is None:
-            translator = self.translator
-            src_tokens = [*translator.src_tokenizer.tokenize(source), EOS]
-            src, src_pad_mask = translator._source_batch([src_tokens])
-            model = translator.model
-            state = model.init_state(model.encode(src, src_pad_mask))
-            max_words = int(max_output_lengths(src_pad_mask)[0])
+            src_tokens = [*self.translator.src_tokenizer.tokenize(source), EOS]
+            src, src_pad_mask = (
+                t.to(self.device) for t in pad([self.translator.src_vocab.encode(src_tokens)])
+            )
+            state = self.model.init_state(self.model.encode(src, src_pad_mask))
+            max_words = max_output_length(len(src_tokens))
             entry = _Source(src_tokens, max_words, {}, now)
             entry.nodes[()] = self._step(Vocabulary.sos_id, state)
             if self.reuse and self.max_sources > 0:
@@ -298,8 +304,7 @@ class Completer:
         return ids
 
     def _step(self, token: int, state: object) -> _Node:
-        device = self.translator._device
-        log_probs, state, attn = self.translator.model.step(torch.tensor([token], device=device), state)
+        log_probs, state, attn = self.model.step(torch.tensor([token], device=self.device), state)
         return _Node(log_probs[0], None if attn is None else attn[0].float(), state)
 
     def _node(self, entry: _Source, prefix: tuple[int, ...]) -> _Node:
@@ -362,7 +367,7 @@ class Completer:
         )
         first = Step(
             node.log_probs[None].expand(k, -1).clone(),
-            self.translator.model.reorder(node.state, rows),
+            self.model.reorder(node.state, rows),
             None if node.attention is None else node.attention[None].expand(k, -1),
         )
 
@@ -378,7 +383,7 @@ class Completer:
 
         src_lengths = [len(entry.src_tokens)]
         best = search_beams(
-            self.translator.model, first, beams, src_lengths=src_lengths, n_best=1, alpha=options.alpha,
+            self.model, first, beams, src_lengths=src_lengths, n_best=1, alpha=options.alpha,
             restrict=restrict,
         )[0][0]  # fmt: skip
         return best.tokens[len(kept) :]

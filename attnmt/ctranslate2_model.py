@@ -1,9 +1,8 @@
 """A Transformer exported with ``attnmt export --to ctranslate2``, translating through CTranslate2.
 
-:class:`CTranslate2Translator` has the public methods the command line and the server use from
-:class:`attnmt.translator.Translator` — ``translate``, ``translate_n_best``, ``score``,
-``attention_maps``, ``replace_unknowns`` — and returns the same :class:`Translation` and :class:`Score`.
-How each of attnmt's search rules is kept:
+:class:`CTranslate2Translator` is an :class:`attnmt.engine.Engine`, as attnmt's own
+:class:`attnmt.translator.Translator` is, without a step-by-step model (``model`` is None): no top-k
+alternatives, no completion as you type.  How each of attnmt's search rules is kept:
 
 - *Lengths.*  At most 2 × (source tokens + ``<eos>``) + 10 words, then ``<eos>``
   (:func:`attnmt.search.max_output_lengths`): sentences are batched by source length, so every
@@ -14,13 +13,11 @@ How each of attnmt's search rules is kept:
 - *Length penalty.*  attnmt ranks ended hypotheses by log p / ((5 + |Y|) / 6)^α (GNMT, |Y| counting
   ``<eos>``); CTranslate2's own penalty is log p / |Y|^α.  So CTranslate2 searches with its penalty off
   (ranking by log p), returns all ``beam_size`` ended hypotheses, and they are ranked here by attnmt's
-  penalty.  With α > 0 attnmt's beam may keep a longer hypothesis that CTranslate2 dropped on log p:
-  the best translations were the same on 680 of the toy set's 682 sentences at beam 5, α = 1 (tested;
-  CTranslate2's own penalty during search agreed less: 678).
+  penalty.  With α > 0 attnmt's beam may keep a longer hypothesis that CTranslate2 dropped on log p,
+  so the best translations differ now and then (tests/test_export.py).
 - *Scores* are log-probabilities with ``<eos>`` included, the forced prefix's too, as attnmt's, with
   one difference: CTranslate2 rules ``<pad>`` and ``<sos>`` out *before* its softmax, attnmt after, so a
-  translation's score is higher by what the model gives those two (up to 0.04 on the toy model of
-  tests/test_export.py).  ``score`` reads given translations with ``score_batch``: attnmt's numbers.
+  translation's score is higher by what the model gives those two.  ``score`` reads given translations with ``score_batch``: attnmt's numbers.
 - *Beam search* stops when it has ``beam_size`` ended hypotheses (attnmt: when ``n_best`` of them rank
   above the best live one), so below the best, an n-best list may hold other alternatives.
 - *Attention* is the last decoder layer's cross-attention averaged over all heads (the export sets
@@ -29,7 +26,6 @@ How each of attnmt's search rules is kept:
   as one layer and one head: that average.
 """
 
-import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,30 +35,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from attnmt.alignment import replace_unknowns
 from attnmt.config import Config
+from attnmt.device import select_device
+from attnmt.engine import DecodeOptions, Engine, Score, Translation, empty_translation, target_tokens
 from attnmt.errors import AttnmtError
-from attnmt.search import length_penalty
+from attnmt.search import length_penalty, max_output_length
 from attnmt.tokenization import Tokenizer
-from attnmt.translator import DecodeOptions, Score, Translation
 from attnmt.vocab import EOS, PAD, SOS, Vocabulary
 
 NEVER_WRITTEN = [[PAD], [SOS]]  # as attnmt.search.constrain
-DEFAULT_OPTIONS = DecodeOptions()
+POSITIONS = 4096  # rows of the position table: the longest source, and the longest translation, in tokens
 
 
-class EngineCard:
-    """What callers ask of ``translator.model`` besides translating: whether it has attention (it does)
-    and its parameters, counted by the model it was exported from (``parameters()`` yields one
-    storage-less tensor of that many elements)."""
-
-    has_attention = True
-
-    def __init__(self, parameter_count: int):
-        self.parameter_count = parameter_count
-
-    def parameters(self) -> Iterator[torch.Tensor]:
-        yield torch.empty(self.parameter_count, device="meta")
+def require_ctranslate2():
+    """The ``ctranslate2`` module, or an error saying how to install it."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise AttnmtError(
+            "ctranslate2 is not installed: pip install 'attnmt[ctranslate2]' (or pip install ctranslate2)"
+        ) from None
+    return ctranslate2
 
 
 @dataclass
@@ -83,7 +76,7 @@ class _Search:
 
 
 @dataclass
-class CTranslate2Translator:
+class CTranslate2Translator(Engine):
     """An exported model: a ``ctranslate2.Translator`` with attnmt's vocabularies, tokenizers and config."""
 
     engine: Any  # ctranslate2.Translator
@@ -93,29 +86,31 @@ class CTranslate2Translator:
     tgt_tokenizer: Tokenizer
     config: Config
     quantization: str  # as exported: int8, int8_float32, int16, float32, bfloat16
-    parameter_count: int
+    exported_parameters: int  # the parameters of the model it was exported from
     positions: int  # rows of the exported position table: the most tokens a source or translation has
+    model = None  # CTranslate2 keeps its decoder to itself
+    has_attention = True  # the last layer's cross-attention, averaged over its heads
 
     @property
-    def model(self) -> EngineCard:
-        return EngineCard(self.parameter_count)
+    def parameter_count(self) -> int:
+        return self.exported_parameters
 
-    def translate(
-        self,
-        sentences: list[str],
-        options: DecodeOptions = DEFAULT_OPTIONS,
-        *,
-        batch_size: int = 64,
-        prefix: list[str] | None = None,
-    ) -> list[Translation]:
-        """The best translation of each sentence, in input order (see :meth:`translate_n_best`)."""
-        n_bests = self.translate_n_best(sentences, options, batch_size=batch_size, prefix=prefix)
-        return [n_best[0] for n_best in n_bests]
+    def place(self, device: str = "auto", *, int8: bool = False) -> None:
+        """It stays where it is: on the CPU, computing as exported."""
+        if select_device(device, source="--device").type != "cpu" and device != "auto":
+            raise AttnmtError(
+                f"--device {device}: a CTranslate2 export runs on the CPU here (use --device cpu)"
+            )
+        if int8:
+            raise AttnmtError(
+                f"--int8: a CTranslate2 export computes as exported ({self.quantization}); "
+                "export with --quantization int8 instead"
+            )
 
     def translate_n_best(
         self,
         sentences: list[str],
-        options: DecodeOptions = DEFAULT_OPTIONS,
+        options: DecodeOptions = DecodeOptions(),
         *,
         batch_size: int = 64,
         prefix: list[str] | None = None,
@@ -126,7 +121,11 @@ class CTranslate2Translator:
         if batch_size < 1:
             raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
         sources = self._fitting([[*self.src_tokenizer.tokenize(s), EOS] for s in sentences], "sentence")
-        prefixes = None if prefix is None else self._target_tokens(prefix, len(sentences), "prefix")
+        prefixes = (
+            None
+            if prefix is None
+            else self._fitting(target_tokens(self, prefix, len(sentences), "prefix"), "prefix")
+        )
         results: list[list[Translation]] = [[] for _ in sentences]
         # every batch is handed to CTranslate2 before the first is read: with several translators
         # (inter_threads) they translate side by side, longest first so that they end together
@@ -144,17 +143,34 @@ class CTranslate2Translator:
                 results[i] = [self._translation(sources[i], h) for h in n_best]
         return results
 
-    def score(self, sources: list[str], targets: list[str], *, batch_size: int = 64) -> list[Score]:
+    def score(
+        self, sources: list[str], targets: list[str], *, batch_size: int = 64, top_k: int = 0
+    ) -> list[Score]:
         """How probable the model finds each ``targets[i]`` as the translation of ``sources[i]``: per-token
         log-probabilities (``<eos>`` last) from CTranslate2's ``score_batch``; the attention behind them
-        from a forced translation (``target_prefix`` = the target)."""
-        if batch_size < 1:
-            raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
+        from a forced translation (``target_prefix`` = the target).  No ``top_k``: CTranslate2 scores
+        the tokens given, not the others."""
         if len(sources) != len(targets):
             raise AttnmtError(f"targets: {len(targets)} for {len(sources)} sources; give one per source")
         src_tokens = self._fitting([[*self.src_tokenizer.tokenize(s), EOS] for s in sources], "sources")
-        target_tokens = self._target_tokens(targets, len(sources), "targets")
-        scores: list[Score | None] = [None] * len(sources)
+        wanted = self._fitting(target_tokens(self, targets, len(sources), "targets"), "targets")
+        return self._score_tokens(src_tokens, wanted, batch_size, top_k)
+
+    def score_translations(
+        self, translations: list[Translation], *, batch_size: int = 64, top_k: int = 0
+    ) -> list[Score]:
+        """The :meth:`score` of each translation as ``translate`` returned it, read from its own tokens."""
+        src_tokens = [t.src_tokens or [EOS] for t in translations]  # an empty input has no tokens
+        return self._score_tokens(src_tokens, [t.tokens[:-1] for t in translations], batch_size, top_k)
+
+    def _score_tokens(
+        self, src_tokens: list[list[str]], target_tokens: list[list[str]], batch_size: int, top_k: int
+    ) -> list[Score]:
+        if batch_size < 1:
+            raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
+        if top_k:
+            raise AttnmtError("top_k: a CTranslate2 export gives no alternatives; send 0")
+        scores: list[Score | None] = [None] * len(src_tokens)
         for chunk in _same_length_batches(src_tokens, batch_size):
             batch, wanted = [src_tokens[i] for i in chunk], [target_tokens[i] for i in chunk]
             read = self.engine.score_batch(batch, wanted, max_input_length=0)
@@ -173,17 +189,6 @@ class CTranslate2Translator:
             return {}
         return {"cross": translation.attention[None, None]}
 
-    def replace_unknowns(
-        self, translation: Translation, dictionary: dict[str, str] | None = None
-    ) -> Translation:
-        """As :meth:`attnmt.translator.Translator.replace_unknowns`."""
-        tokens = replace_unknowns(
-            translation.tokens, translation.src_tokens, translation.attention, dictionary
-        )
-        return dataclasses.replace(
-            translation, text=self.tgt_tokenizer.detokenize(tokens[:-1]), tokens=tokens
-        )
-
     def _fitting(self, rows: list[list[str]], name: str) -> list[list[str]]:
         """``rows`` if none is too long for the position table (with ``<sos>`` or ``<eos>`` and room for
         a last ``<eos>``); ``name`` names the texts in the error."""
@@ -195,23 +200,12 @@ class CTranslate2Translator:
                 )
         return rows
 
-    def _target_tokens(self, texts: list[str], count: int, name: str) -> list[list[str]]:
-        """Target texts as the model's target tokens (``<unk>`` out of vocabulary), one per sentence."""
-        if len(texts) != count:
-            raise AttnmtError(f"{name}: {len(texts)} for {count} sentences; give one per sentence")
-        vocab = self.tgt_vocab
-        tokens = [vocab.decode(vocab.encode(self.tgt_tokenizer.tokenize(text))) for text in texts]
-        for i, row in enumerate(tokens):
-            if any(t in (PAD, SOS, EOS) for t in row):
-                raise AttnmtError(f"{name}[{i}]: holds <pad>, <sos> or <eos>, which are not words")
-        return self._fitting(tokens, name)
-
     def _submit(
         self, sources: list[list[str]], options: DecodeOptions, prefixes: list[list[str]] | None
     ) -> _Search:
         """One asynchronous CTranslate2 call for sources of one length (``<eos>`` included), every
         beam hypothesis returned."""
-        words = min(2 * len(sources[0]) + 10, self.positions - 2)  # attnmt.search.max_output_lengths
+        words = min(max_output_length(len(sources[0])), self.positions - 2)
         limits = [max(words, len(p)) for p in prefixes] if prefixes else [words] * len(sources)
         beam = options.beam_size
         pending = self.engine.translate_batch(
@@ -290,7 +284,7 @@ class CTranslate2Translator:
 
     def _translation(self, source: list[str], hyp: _Hypothesis) -> Translation:
         if len(source) == 1:  # empty input: nothing to translate
-            return Translation("", [], [], 0.0, np.zeros((0, 0), np.float32))
+            return empty_translation()
         text = self.tgt_tokenizer.detokenize(hyp.tokens[:-1])
         return Translation(text, hyp.tokens, source, hyp.score, hyp.attention)
 
@@ -314,10 +308,7 @@ def load_ctranslate2(
 ) -> CTranslate2Translator:
     """The exported model in ``directory`` (its files already checked against ``header``) on the CPU,
     computing as exported: as many translators as PyTorch uses threads, one thread each, so that
-    batches translate side by side (on a 2-core AVX2-only EPYC, int8 greedy 173 → 837 sentences/s
-    against one translator on 2 threads; float32 459 → 471: docs/benchmarks.md)."""
-    from attnmt.export import POSITIONS, require_ctranslate2
-
+    batches translate side by side (docs/benchmarks.md)."""
     ctranslate2 = require_ctranslate2()
     try:
         engine = ctranslate2.Translator(

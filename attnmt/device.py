@@ -2,8 +2,8 @@
 
 ``auto`` picks CUDA, then Apple MPS, then the CPU.  Precision ``auto`` is bf16 autocast where the
 device computes bf16 natively — CUDA with compute capability 8.0 and up, or a CPU with AVX-512 BF16
-or AMX-BF16 running torch's AVX-512 kernels — and fp32 elsewhere: on AVX2-only CPUs bf16 is emulated
-and trains 31× slower than fp32, not faster (see bench/README.md).
+or AMX-BF16 running torch's AVX-512 kernels — and fp32 elsewhere: without bf16 instructions torch
+emulates bf16, and training becomes many times slower than fp32, not faster (docs/benchmarks.md).
 """
 
 import contextlib
@@ -66,9 +66,9 @@ def reuse_freed_memory() -> bool:
     """Have glibc's ``malloc`` keep freed memory for the next allocation instead of returning it to the
     system; whether it could (Linux with glibc only).  PyTorch's CPU tensors come from ``malloc``, which
     by default maps each large block (the logits, their gradients) fresh from the system and unmaps it
-    when freed, so every update pays the page faults of touching new memory again.  Kept, a Tatoeba GRU
-    made 9 % more updates in the same training time on a 2-core AVX2-only CPU (bench/README.md).  The
-    process's memory then stays at its peak until it ends."""
+    when freed, so every update pays the page faults of touching new memory again; kept, those page
+    faults are paid once (what that saves: docs/benchmarks.md).  The process's memory then stays at its
+    peak until it ends."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -86,9 +86,8 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     row at every step, costs more than its product.  An output layer tied to the embedding gets an int8
     copy of its own (``tied_output``): the largest product of a decoding step; a Transformer's
     self-attention projections become one int8 layer (``stacked_layer``).  Each output row of a weight
-    has a scale of its own (per-channel): three projections stacked in one layer keep their ranges, and
-    on a 12-minute Tatoeba Transformer greedy BLEU went 31.71 → 31.90 (fp32 31.70) at the same speed
-    (2-core AVX2-only EPYC, torch capability AVX2)."""
+    has a scale of its own (per-channel), so three projections stacked in one layer keep their own
+    ranges (the effect on BLEU and speed: docs/benchmarks.md)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     model = copy.deepcopy(model)

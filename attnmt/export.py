@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from attnmt.ctranslate2_model import POSITIONS, require_ctranslate2
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_text, sha256
 from attnmt.modeldir import CONFIG, FORMAT_VERSION, SRC_SPM, SRC_VOCAB, TGT_SPM, TGT_VOCAB, load_model
@@ -36,19 +37,7 @@ from attnmt.transformer import Transformer, sinusoidal_positions
 from attnmt.vocab import EOS, SOS, UNK
 
 QUANTIZATIONS = ("int8", "int8_float32", "int16", "float32", "bfloat16")
-POSITIONS = 4096  # rows of the position table: the longest source, and the longest translation, in tokens
 LAYER_NORM_EPSILON = 1e-5  # torch.nn.LayerNorm's
-
-
-def require_ctranslate2():
-    """The ``ctranslate2`` module, or an error saying how to install it."""
-    try:
-        import ctranslate2
-    except ImportError:
-        raise AttnmtError(
-            "ctranslate2 is not installed: pip install 'attnmt[ctranslate2]' (or pip install ctranslate2)"
-        ) from None
-    return ctranslate2
 
 
 def export_ctranslate2(model_dir: Path, output: Path, quantization: str = "float32") -> Path:

@@ -8,7 +8,8 @@
 
 A model exported with ``attnmt export --to ctranslate2`` (:mod:`attnmt.export`) is a model directory
 too: ``config.yaml`` says ``engine: ctranslate2``, the weights are CTranslate2's ``model.bin``, and
-:func:`load_model` returns a :class:`attnmt.ctranslate2_model.CTranslate2Translator`.
+:func:`load_model` returns a :class:`attnmt.ctranslate2_model.CTranslate2Translator`: both engines keep
+:class:`attnmt.engine.Engine`.
 
 Files are written atomically and ``config.yaml`` last.  The weights file is named after its content, so
 replacing a model never overwrites the weights that the current ``config.yaml`` names: a run killed at
@@ -16,22 +17,20 @@ any moment leaves a directory that loads (the old model or the new one).
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import safetensors
 import safetensors.torch
 import yaml
 
 from attnmt.config import Config, config_from_dict
+from attnmt.ctranslate2_model import load_ctranslate2
+from attnmt.engine import Engine
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_bytes, atomic_write_text, sha256, sha256_bytes
 from attnmt.model import Seq2Seq, build_model
 from attnmt.tokenization import SubwordTokenizer, WordTokenizer
 from attnmt.translator import Translator
 from attnmt.vocab import Vocabulary
-
-if TYPE_CHECKING:
-    from attnmt.ctranslate2_model import CTranslate2Translator
 
 FORMAT_VERSION = 2
 ENGINES = ("pytorch", "ctranslate2")  # config.yaml's engine: absent is pytorch
@@ -71,7 +70,7 @@ def save_model(translator: Translator, directory: Path) -> None:
             old.unlink()
 
 
-def load_model(directory: Path) -> "Translator | CTranslate2Translator":
+def load_model(directory: Path) -> Engine:
     """Load and check a model directory; any problem is an :class:`AttnmtError` naming the file."""
     directory = Path(directory)
     if not directory.exists():
@@ -99,8 +98,6 @@ def load_model(directory: Path) -> "Translator | CTranslate2Translator":
     else:
         tokenizers = WordTokenizer(config.data.src_lang), WordTokenizer(config.data.tgt_lang)
     if header["engine"] == "ctranslate2":
-        from attnmt.ctranslate2_model import load_ctranslate2
-
         return load_ctranslate2(directory, header, config, vocabularies, tokenizers)
     return Translator(
         _load_weights(directory / header["weights"], config, vocabularies), *vocabularies, *tokenizers, config

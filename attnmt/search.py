@@ -71,10 +71,15 @@ def force(log_probs: Tensor, words: int, forced: Tensor | None) -> Tensor:
     return log_probs
 
 
-def max_output_lengths(src_pad_mask: Tensor, ratio: float = 2.0, extra: int = 10) -> Tensor:
-    """The most words an output may have, per sentence: ``ratio`` × source length (its ``<eos>``
-    counted) + ``extra``.  The output's own ``<eos>`` comes on top."""
-    return ((~src_pad_mask).sum(dim=1) * ratio).long() + extra
+def max_output_length(source_length: int) -> int:
+    """The most words a translation may have: 2 × the source's tokens (its ``<eos>`` counted) + 10.
+    The translation's own ``<eos>`` comes on top."""
+    return 2 * source_length + 10
+
+
+def max_output_lengths(src_pad_mask: Tensor) -> Tensor:
+    """:func:`max_output_length` of each sentence of a batch."""
+    return max_output_length((~src_pad_mask).sum(dim=1))
 
 
 @torch.inference_mode()
@@ -204,7 +209,7 @@ def beam_step(cumulative: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
     return scores, flat % vocab, flat // vocab
 
 
-class Candidates(NamedTuple):
+class Extensions(NamedTuple):
     """One step's extensions of the beams, (A, 2K) each, every sentence's best first."""
 
     scores: Tensor  # cumulative log-probability, the new token included
@@ -265,18 +270,18 @@ class Beams:
             return None
         return step[:, None] if self.attention is None else torch.cat([self.attention, step[:, None]], 1)
 
-    def advance(self, candidates: Candidates, attention: Tensor | None) -> tuple[Self, Tensor]:
-        """The K best candidates that do not end in ``<eos>`` become the beams.  attention (A·K, t + 1, S)
+    def advance(self, extensions: Extensions, attention: Tensor | None) -> tuple[Self, Tensor]:
+        """The K best extensions that do not end in ``<eos>`` become the beams.  attention (A·K, t + 1, S)
         or None: each row's weights through this step.  Returns the new beams and the row each came
         from (A·K,), for ``model.reorder``."""
         k = self.size
-        going = candidates.tokens != Vocabulary.eos_id  # at most K of 2K end (one <eos> per beam)
+        going = extensions.tokens != Vocabulary.eos_id  # at most K of 2K end (one <eos> per beam)
         pick = (going & (going.cumsum(dim=1) <= k)).nonzero()[:, 1].view(-1, k)  # (A, K) places in 2K
-        origin = candidates.rows.gather(1, pick).view(-1)  # (A·K,)
-        new_tokens = candidates.tokens.gather(1, pick).view(-1, 1)  # (A·K, 1)
+        origin = extensions.rows.gather(1, pick).view(-1)  # (A·K,)
+        new_tokens = extensions.tokens.gather(1, pick).view(-1, 1)  # (A·K, 1)
         advanced = dataclasses.replace(
             self,
-            scores=candidates.scores.gather(1, pick),
+            scores=extensions.scores.gather(1, pick),
             tokens=torch.cat([self.tokens.index_select(0, origin), new_tokens], dim=1),
             attention=None if attention is None else attention.index_select(0, origin),
         )
@@ -306,20 +311,20 @@ Finished = list[tuple[float, Hypothesis]]  # a sentence's ended hypotheses with 
 def finalize_hypotheses(
     finished: list[Finished],
     beams: Beams,
-    candidates: Candidates,
+    extensions: Extensions,
     attention: Tensor | None,
     *,
     src_lengths: list[int],
     alpha: float,
 ) -> None:
-    """Move the candidates that end into ``finished[sentence]`` as (score / length_penalty, hypothesis)
+    """Move the extensions that end into ``finished[sentence]`` as (score / length_penalty, hypothesis)
     (fairseq's ``finalize_hypos``): an ``<eos>`` among a sentence's K best extensions, with a finite
     score.  attention (A·K, t + 1, S) or None: each row's weights through this step, cut at the source's
     length ``src_lengths[sentence]``."""
     k = beams.size  # only the K best can end
-    ends = (candidates.tokens[:, :k] == Vocabulary.eos_id) & candidates.scores[:, :k].isfinite()
+    ends = (extensions.tokens[:, :k] == Vocabulary.eos_id) & extensions.scores[:, :k].isfinite()
     for b, i in ends.nonzero().tolist():
-        sentence, row, score = beams.sentences[b], int(candidates.rows[b, i]), float(candidates.scores[b, i])
+        sentence, row, score = beams.sentences[b], int(extensions.rows[b, i]), float(extensions.scores[b, i])
         prefix = beams.tokens[row].tolist()
         weights = None if attention is None else attention[row, :, : src_lengths[sentence]].clone()
         finished[sentence].append(
@@ -356,8 +361,7 @@ def beam_search(
     is done when it has ``n_best`` ended hypotheses that rank above its best live prefix as that prefix
     would rank if it ended at the next step (as Hugging Face's ``early_stopping=False``).  Log
     probabilities only fall, so with ``alpha`` 0 nothing better can come; with ``alpha`` > 0 a longer
-    one still could, but searching on for it cost 35–40 % more time for 0.02–0.14 dev BLEU
-    (docs/benchmarks.md).
+    one still could, but searching on for it costs much time for little BLEU (docs/benchmarks.md).
     ``min_lengths`` / ``max_lengths`` (B,) bound the number of words, ``<eos>`` not counted.
     ``prefixes`` (one id list per sentence, empty for none) are written first, as in
     :func:`greedy_search`; a sentence keeps one live hypothesis until its prefix is written.
@@ -413,9 +417,9 @@ def search_beams(
         cumulative = beams.scores[:, :, None] + log_probs.view(*beams.scores.shape, -1)  # (A, K, V)
         scores, tokens, back = beam_step(cumulative, 2 * k)  # (A, 2K): ≤ K end in <eos>, ≥ K go on
         rows = back + k * torch.arange(len(back), device=device)[:, None]  # (A, 2K)
-        candidates, attention = Candidates(scores, tokens, rows), beams.attention_through(attn)
-        finalize_hypotheses(finished, beams, candidates, attention, src_lengths=src_lengths, alpha=alpha)
-        beams, origin = beams.advance(candidates, attention)
+        extensions, attention = Extensions(scores, tokens, rows), beams.attention_through(attn)
+        finalize_hypotheses(finished, beams, extensions, attention, src_lengths=src_lengths, alpha=alpha)
+        beams, origin = beams.advance(extensions, attention)
         best_live = beams.scores.max(dim=1).values.tolist()
         going = [
             b

@@ -40,9 +40,9 @@ from starlette.exceptions import HTTPException
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict from Python 3.12 only
 
 from attnmt.completion import Completer, Completion
+from attnmt.engine import DecodeOptions, Engine, Score, Translation
 from attnmt.errors import AttnmtError
 from attnmt.tokenization import Tokenizer
-from attnmt.translator import DecodeOptions, Score, Translation, Translator
 from attnmt.vocab import EOS, UNK
 
 WEB = Path(__file__).parent / "resources" / "web"
@@ -266,16 +266,16 @@ class _Job:
 class Batcher:
     """One model's request queue and the worker that empties it in batches."""
 
-    translator: Translator
+    engine: Engine
     limits: Limits
     executor: ThreadPoolExecutor
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     completer: Completer | None = None  # the sources being typed (an attnmt model's only)
 
     def __post_init__(self) -> None:
-        if isinstance(self.translator, Translator):
+        if self.engine.model is not None:
             self.completer = Completer(
-                self.translator, max_sources=self.limits.max_typing, ttl=self.limits.typing_ttl
+                self.engine, max_sources=self.limits.max_typing, ttl=self.limits.typing_ttl
             )
 
     async def translate(
@@ -366,61 +366,96 @@ class Batcher:
         if options is None:
             targets = [t for job in jobs for t in job.targets]
             top_k = max(job.top_k for job in jobs)
-            asked = {"top_k": top_k} if top_k else {}  # an engine without candidates takes no top_k
-            return self.translator.score(sentences, targets, batch_size=self.limits.max_batch, **asked)
+            return self.engine.score(sentences, targets, batch_size=self.limits.max_batch, top_k=top_k)
         prefix = None
         if any(job.prefix is not None for job in jobs):
             prefix = [p for job in jobs for p in (job.prefix or [""] * len(job.sentences))]
-        return self.translator.translate_n_best(
+        return self.engine.translate_n_best(
             sentences, options, batch_size=self.limits.max_batch, prefix=prefix
         )
 
 
-def create_app(models: dict[str, Translator], limits: Limits | None = None) -> FastAPI:
-    """The service for ``models`` (name → translator); the first is the default."""
-    if not models:
-        raise ValueError("no models to serve")
-    limits = limits or Limits()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnmt-model")  # one call at a time
-    batchers: dict[str, Batcher] = {}
+@dataclass
+class _Service:
+    """What the routes share: the models (name → engine, the first the default), their batchers, the
+    limits, and the one thread the models compute on."""
+
+    models: dict[str, Engine]
+    limits: Limits
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnmt-model")
+    )
+    batchers: dict[str, Batcher] = field(default_factory=dict)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        batchers.update({name: Batcher(t, limits, executor) for name, t in models.items()})
-        tasks = [asyncio.create_task(b.run()) for b in batchers.values()]
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        self.batchers.update(
+            {name: Batcher(e, self.limits, self.executor) for name, e in self.models.items()}
+        )
+        tasks = [asyncio.create_task(b.run()) for b in self.batchers.values()]
         yield
         for task in tasks:
             task.cancel()
-        executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
+    def loaded(self, name: str | None) -> str:
+        """The model a request names, the first by default; 404 if it is not loaded."""
+        name = name or next(iter(self.models))
+        if name not in self.models:
+            raise ApiError(404, f"model {name!r} is not loaded; loaded: {', '.join(self.models)}")
+        return name
+
+    async def in_time(self, answer: Awaitable[list]) -> list:
+        """The batcher's answer, or 504 once the request has waited ``limits.timeout``."""
+        try:
+            return await answer
+        except TimeoutError:
+            raise ApiError(
+                504, f"no answer within {self.limits.timeout:g} s; try fewer or shorter sentences"
+            ) from None
+
+
+def create_app(models: dict[str, Engine], limits: Limits | None = None) -> "BodyLimit":
+    """The service for ``models`` (name → engine); the first is the default."""
+    if not models:
+        raise ValueError("no models to serve")
+    service = _Service(models, limits or Limits())
     app = FastAPI(
         title="attnmt",
         summary="Neural machine translation with attention you can look at.",
         version="1",
         docs_url=None,  # the interactive docs load scripts from a CDN; the schema is at /openapi.json
         redoc_url=None,
-        lifespan=lifespan,
+        lifespan=service.lifespan,
     )
-
     _add_error_handlers(app)
+    _add_translation_routes(app, service)
+    _add_completion_route(app, service)
+    _add_page_routes(app, service)
+    return BodyLimit(app, service.limits.max_body_bytes)
+
+
+def _add_translation_routes(app: FastAPI, service: _Service) -> None:
+    """``/translate`` and ``/score``."""
+    limits = service.limits
 
     @app.post("/translate", response_model=TranslateResponse)  # documents the JSONResponse
     async def translate(request: TranslateRequest) -> JSONResponse:
         """Translate the sentences with one model, greedy or beam search, with attention on request;
         each translation begins with its ``prefix`` if given."""
-        name = _loaded(request.model, models)
+        name = service.loaded(request.model)
+        engine = service.models[name]
         _check_sentences(request.sentences, limits)
         if request.prefix is not None:
             _check_one_each(request.prefix, limits, "prefix", len(request.sentences), "sentences")
         options = _decode_options(request, limits)
-        _check_top_k(request.top_k, limits, models[name], name)
-        results = await _in_time(limits, batchers[name].translate(request.sentences, options, request.prefix))
+        _check_top_k(request.top_k, limits, engine, name)
+        answer = service.batchers[name].translate(request.sentences, options, request.prefix)
+        results = await service.in_time(answer)
         best = [n_best[0] for n_best in results]
-        translator = models[name]
         if request.attention or request.top_k:  # one extra pass per sentence, off the event loop
-            loop = asyncio.get_running_loop()
-            maps, scores = await loop.run_in_executor(
-                executor, lambda: _read_again(translator, best, request, limits.max_batch)
+            maps, scores = await asyncio.get_running_loop().run_in_executor(
+                service.executor, lambda: _read_again(engine, best, request, limits.max_batch)
             )
         else:
             maps, scores = [None] * len(best), [None] * len(best)
@@ -432,38 +467,47 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
         """How probable one model finds each target as the translation of its source: the
         log-probability of each token (forced decoding), the total, the attention and the likeliest
         tokens at each position on request."""
-        name = _loaded(request.model, models)
+        name = service.loaded(request.model)
+        engine = service.models[name]
         _check_sentences(request.sources, limits, "sources")
         _check_one_each(request.targets, limits, "targets", len(request.sources), "sources")
-        _check_top_k(request.top_k, limits, models[name], name)
-        results = await _in_time(
-            limits, batchers[name].score(request.sources, request.targets, request.top_k)
-        )
-        scores = [_score_output(r, request.attention, request.top_k, models[name]) for r in results]
+        _check_top_k(request.top_k, limits, engine, name)
+        answer = service.batchers[name].score(request.sources, request.targets, request.top_k)
+        results = await service.in_time(answer)
+        scores = [_score_output(r, request.attention, request.top_k, engine) for r in results]
         return JSONResponse(ScoreResponse(model=name, scores=scores))
+
+
+def _add_completion_route(app: FastAPI, service: _Service) -> None:
+    limits = service.limits
 
     @app.post("/complete", response_model=CompleteResponse)
     async def complete(request: CompleteRequest) -> JSONResponse:
         """Translate as you type: ``typed`` kept exactly and the model's best continuation of it (the
         word being typed completed, then on to the end), greedy or beam search."""
-        name = _loaded(request.model, models)
+        name = service.loaded(request.model)
         if not request.source.strip():
             raise ApiError(422, "source: empty; send the sentence being translated")
         for field_name in ("source", "typed"):
             if len(text := getattr(request, field_name)) > limits.max_chars:
                 raise ApiError(413, f"{field_name}: {len(text)} characters, the limit is {limits.max_chars}")
-        if batchers[name].completer is None:
+        batcher = service.batchers[name]
+        if batcher.completer is None:
             raise ApiError(422, f"model {name!r} cannot complete typed text (a CTranslate2 export)")
         options = _decode_options(request, limits)
-        _check_top_k(request.top_k, limits, models[name], name)
-        answer = batchers[name].complete(request.source, request.typed, options, request.top_k, request.word)
-        completion, alternatives = await _in_time(limits, answer)
+        _check_top_k(request.top_k, limits, service.models[name], name)
+        answer = batcher.complete(request.source, request.typed, options, request.top_k, request.word)
+        completion, alternatives = await service.in_time(answer)
         return JSONResponse(_complete_output(name, completion, alternatives, request))
+
+
+def _add_page_routes(app: FastAPI, service: _Service) -> None:
+    """What the models are, whether the service is up, and the web page."""
 
     @app.get("/models", response_model=list[ModelInfo])
     async def list_models() -> list[ModelInfo]:
         """The loaded models, the default first."""
-        return [_info(name, t) for name, t in models.items()]
+        return [_info(name, engine) for name, engine in service.models.items()]
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -474,7 +518,6 @@ def create_app(models: dict[str, Translator], limits: Limits | None = None) -> F
         return FileResponse(WEB / "index.html")
 
     app.mount("/static", StaticFiles(directory=WEB), name="static")
-    return BodyLimit(app, limits.max_body_bytes)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -499,24 +542,6 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(422, f"{where}: {first['msg']}")
 
 
-def _loaded(name: str | None, models: dict[str, Translator]) -> str:
-    """The model a request names, the first by default; 404 if it is not loaded."""
-    name = name or next(iter(models))
-    if name not in models:
-        raise ApiError(404, f"model {name!r} is not loaded; loaded: {', '.join(models)}")
-    return name
-
-
-async def _in_time(limits: Limits, answer: Awaitable[list]) -> list:
-    """The batcher's answer, or 504 once the request has waited ``limits.timeout``."""
-    try:
-        return await answer
-    except TimeoutError:
-        raise ApiError(
-            504, f"no answer within {limits.timeout:g} s; try fewer or shorter sentences"
-        ) from None
-
-
 def _check_sentences(sentences: list[str], limits: Limits, name: str = "sentences") -> None:
     if not sentences:
         raise ApiError(422, f"{name}: empty; send at least one sentence")
@@ -539,29 +564,23 @@ def _check_one_each(texts: list[str], limits: Limits, name: str, count: int, of:
             raise ApiError(413, f"{name}[{i}]: {len(text)} characters, the limit is {limits.max_chars}")
 
 
-def _check_top_k(top_k: int, limits: Limits, translator: Translator, name: str) -> None:
+def _check_top_k(top_k: int, limits: Limits, engine: Engine, name: str) -> None:
     if not 0 <= top_k <= limits.max_top_k:
         raise ApiError(422, f"top_k: must be between 0 and {limits.max_top_k}, got {top_k}")
-    if top_k and not _gives_alternatives(translator):
+    if top_k and engine.model is None:
         raise ApiError(422, f"top_k: model {name!r} gives no alternatives (a CTranslate2 export); send 0")
 
 
-def _gives_alternatives(translator: Translator) -> bool:
-    """Whether the model can tell the likeliest tokens at each position (``top_k``): attnmt's own
-    ``Translator`` can; an exported engine may not."""
-    return hasattr(translator, "score_translations")
-
-
 def _read_again(
-    translator: Translator, best: list[Translation], request: TranslateRequest, batch_size: int
+    engine: Engine, best: list[Translation], request: TranslateRequest, batch_size: int
 ) -> tuple[list[dict | None], list[ScoreOut | None]]:
     """What a translation request asks for beyond the text, read from each best translation again: every
     attention map (``attention``), and each token's log p with its candidates (``top_k``)."""
-    maps = [translator.attention_maps(t) if request.attention else None for t in best]
+    maps = [engine.attention_maps(t) if request.attention else None for t in best]
     if not request.top_k:
         return maps, [None] * len(best)
-    scores = translator.score_translations(best, batch_size=batch_size, top_k=request.top_k)
-    return maps, [_score_output(s, False, request.top_k, translator) for s in scores]
+    scores = engine.score_translations(best, batch_size=batch_size, top_k=request.top_k)
+    return maps, [_score_output(s, False, request.top_k, engine) for s in scores]
 
 
 def _complete_output(
@@ -628,14 +647,14 @@ def _output(
     return out
 
 
-def _score_output(score: Score, attention: bool, top_k: int, translator: Translator) -> ScoreOut:
+def _score_output(score: Score, attention: bool, top_k: int, engine: Engine) -> ScoreOut:
     out = ScoreOut(
         tokens=score.tokens, src_tokens=score.src_tokens, log_probs=score.log_probs, total=score.total
     )
     if attention and score.attention is not None:
         out["attention"] = score.attention.round(4).tolist()
     if top_k:
-        out["candidates"] = _candidates(score, top_k, translator.tgt_tokenizer)
+        out["candidates"] = _candidates(score, top_k, engine.tgt_tokenizer)
     return out
 
 
@@ -654,8 +673,8 @@ def _candidates(score: Score, top_k: int, tokenizer: Tokenizer) -> list[list[Can
     return rows
 
 
-def _info(name: str, translator: Translator) -> ModelInfo:
-    config = translator.config
+def _info(name: str, engine: Engine) -> ModelInfo:
+    config = engine.config
     transformer = config.model.architecture == "transformer"
     return ModelInfo(
         name=name,
@@ -663,12 +682,12 @@ def _info(name: str, translator: Translator) -> ModelInfo:
         attention="multi-head scaled dot" if transformer else config.model.attention,
         layers=config.model.layers,
         heads=config.model.heads if transformer else 1,
-        parameters=sum(p.numel() for p in translator.model.parameters()),
+        parameters=engine.parameter_count,
         src_lang=config.data.src_lang,
         tgt_lang=config.data.tgt_lang,
-        src_vocab_size=len(translator.src_vocab),
-        tgt_vocab_size=len(translator.tgt_vocab),
-        alternatives=_gives_alternatives(translator),
+        src_vocab_size=len(engine.src_vocab),
+        tgt_vocab_size=len(engine.tgt_vocab),
+        alternatives=engine.model is not None,
     )
 
 
@@ -714,7 +733,7 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def serve(models: dict[str, Translator], host: str, port: int, limits: Limits) -> None:
+def serve(models: dict[str, Engine], host: str, port: int, limits: Limits) -> None:
     import uvicorn
 
     uvicorn.run(create_app(models, limits), host=host, port=port, log_level="warning")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attnmt.completion import Completer, Completion
-from attnmt.translator import DecodeOptions
+from attnmt.engine import DecodeOptions
 
 
 @dataclass

@@ -1,18 +1,25 @@
 """Steps 7–8: translate text with a trained model.  The CLI, notebooks and demos all call this."""
 
-import dataclasses
-import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import torch
 
-from attnmt.alignment import replace_unknowns
 from attnmt.config import Config
 from attnmt.data import pad
+from attnmt.device import quantize_int8, select_device
+from attnmt.engine import (
+    DecodeOptions,
+    Engine,
+    Score,
+    Translation,
+    check_top_k,
+    empty_translation,
+    target_tokens,
+)
 from attnmt.errors import AttnmtError
 from attnmt.model import Seq2Seq
 from attnmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths, score_targets
@@ -22,57 +29,9 @@ from attnmt.vocab import EOS, Vocabulary
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class DecodeOptions:
-    """How to search for translations: one set of options, and defaults, for the Python API, the CLI
-    (``--beam``, ``--alpha``, ``--n-best``) and the server (``beam``, ``alpha``, ``n_best``)."""
-
-    beam_size: int = 5  # 1 is greedy search
-    alpha: float = 1.0  # GNMT length penalty: rank by log p / ((5 + |Y|) / 6)^alpha; 0 ranks by log p
-    n_best: int = 1  # translations per sentence, best first: at most beam_size
-
-    def __post_init__(self) -> None:
-        if self.beam_size < 1:
-            raise AttnmtError(f"beam_size: must be at least 1, got {self.beam_size}")
-        if not 1 <= self.n_best <= self.beam_size:
-            raise AttnmtError(
-                f"n_best: must be between 1 and beam_size ({self.beam_size}), got {self.n_best}"
-            )
-        if not (math.isfinite(self.alpha) and self.alpha >= 0):
-            raise AttnmtError(f"alpha: must be a finite number of at least 0, got {self.alpha}")
-
-
 @dataclass
-class Translation:
-    """One translated sentence.  ``attention[i, j]`` is how much target token i attended to source
-    token j: shape (len(tokens), len(src_tokens)); None for a model without attention."""
-
-    text: str
-    tokens: list[str]  # target tokens as emitted, ending with <eos>
-    src_tokens: list[str]  # source tokens as the encoder saw them, ending with <eos>
-    score: float  # log-probability of the output under the model
-    attention: np.ndarray | None
-
-
-@dataclass
-class Score:
-    """How probable the model finds one given translation, read by forced decoding.
-    ``attention[i, j]``: how much target token i attended to source token j while the model read it."""
-
-    # the translation's tokens as the model read them (<unk> where out of vocabulary), <eos> last
-    tokens: list[str]
-    src_tokens: list[str]  # source tokens as the encoder saw them, ending with <eos>
-    log_probs: list[float]  # log p of each token given the source and the tokens before it
-    total: float  # their sum: the translation's log-probability
-    attention: np.ndarray | None  # (len(tokens), len(src_tokens)); None for a model without attention
-    # per token, the k tokens the model finds most likely in its place (given the tokens before it) with
-    # their log-probabilities, best first; empty unless ``top_k`` was asked for
-    candidates: list[list[tuple[str, float]]] = field(default_factory=list)
-
-
-@dataclass
-class Translator:
-    """A trained model with its vocabularies and config: what a model directory holds."""
+class Translator(Engine):
+    """A trained PyTorch model with its vocabularies and config: what a model directory holds."""
 
     model: Seq2Seq
     src_vocab: Vocabulary
@@ -81,19 +40,21 @@ class Translator:
     tgt_tokenizer: Tokenizer
     config: Config
 
-    def translate(
-        self,
-        sentences: list[str],
-        options: DecodeOptions = DecodeOptions(),
-        *,
-        batch_size: int = 64,
-        prefix: list[str] | None = None,
-    ) -> list[Translation]:
-        """The best translation of each sentence, batched by length; results come back in input order.
-        ``prefix``: one text per sentence ("" for none) each translation must begin with (see
-        :meth:`translate_n_best`)."""
-        n_bests = self.translate_n_best(sentences, options, batch_size=batch_size, prefix=prefix)
-        return [n_best[0] for n_best in n_bests]
+    @property
+    def has_attention(self) -> bool:
+        return self.model.has_attention
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def place(self, device: str = "auto", *, int8: bool = False) -> None:
+        where = select_device(device, source="--device")
+        self.model.to(where)
+        if int8:
+            if where.type != "cpu":
+                raise AttnmtError(f"--int8: runs on the CPU only, not on {where} (add --device cpu)")
+            self.model = quantize_int8(self.model.eval())
 
     def translate_n_best(
         self,
@@ -150,8 +111,7 @@ class Translator:
     ) -> list[Score]:
         if batch_size < 1:
             raise AttnmtError(f"batch size must be at least 1, got {batch_size}")
-        if top_k < 0:
-            raise AttnmtError(f"top_k: must be at least 0, got {top_k}")
+        check_top_k(top_k)
 
         def score(chunk: list[int]) -> list[Score]:
             return self._score_ids([src_tokens[i] for i in chunk], [target_ids[i] for i in chunk], top_k)
@@ -164,13 +124,7 @@ class Translator:
 
     def _target_ids(self, texts: list[str], count: int, name: str) -> list[list[int]]:
         """Target texts as the model's target ids, one text per sentence (``name`` for messages)."""
-        if len(texts) != count:
-            raise AttnmtError(f"{name}: {len(texts)} for {count} sentences; give one per sentence")
-        ids = [self.tgt_vocab.encode(self.tgt_tokenizer.tokenize(text)) for text in texts]
-        for i, row in enumerate(ids):
-            if any(t in (Vocabulary.pad_id, Vocabulary.sos_id, Vocabulary.eos_id) for t in row):
-                raise AttnmtError(f"{name}[{i}]: holds <pad>, <sos> or <eos>, which are not words")
-        return ids
+        return [self.tgt_vocab.encode(row) for row in target_tokens(self, texts, count, name)]
 
     @torch.inference_mode()
     def _score_ids(
@@ -249,23 +203,9 @@ class Translator:
         maps = self.model.attention_maps(src, torch.zeros_like(src, dtype=torch.bool), tgt_in)
         return {kind: weights[0].float().cpu().numpy() for kind, weights in maps.items()}
 
-    def replace_unknowns(
-        self, translation: Translation, dictionary: dict[str, str] | None = None
-    ) -> Translation:
-        """``translation`` with each ``<unk>`` replaced by the source word it attends to most, looked
-        up in ``dictionary`` if given (Luong et al. 2015)."""
-        if translation.attention is None:
-            raise AttnmtError("unknown-word replacement needs attention; this model has none")
-        tokens = replace_unknowns(
-            translation.tokens, translation.src_tokens, translation.attention, dictionary
-        )
-        return dataclasses.replace(
-            translation, text=self.tgt_tokenizer.detokenize(tokens[:-1]), tokens=tokens
-        )
-
     def _translation(self, source: list[str], hyp: Hypothesis) -> Translation:
         if len(source) == 1:  # empty input: nothing to translate
-            return Translation("", [], [], 0.0, np.zeros((0, 0), np.float32))
+            return empty_translation()
         tokens = self.tgt_vocab.decode(hyp.tokens)
         attention = None if hyp.attention is None else hyp.attention.float().cpu().numpy()
         return Translation(
@@ -278,10 +218,8 @@ def _by_length(
 ) -> list[T]:
     """``run`` over batches of sentence indices sorted by source length (little padding); the results
     come back in input order.  With ``side_by_side`` (a model on the CPU), the batches run on as many
-    threads as torch computes with, one core each: a batch of 64 short sentences leaves a second core
-    idle more than half of each step (2-core AVX2-only EPYC, torch capability AVX2, 4-minute Tatoeba
-    Transformer: 1 thread 145 sentences/s greedy, 2 threads on each batch 200, 2 batches side by side
-    265; bench/README.md).  They start longest first, so that the last to finish are short and the
+    threads as torch computes with, one core each: a small batch leaves a second core mostly idle within
+    a step (docs/benchmarks.md).  They start longest first, so that the last to finish are short and the
     cores end together."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

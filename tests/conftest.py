@@ -1,3 +1,43 @@
+"""Fixtures several test files share: models trained once per session."""
+
+from pathlib import Path
+
+import pytest
 import torch
 
+from attnmt.cli import main
+from attnmt.config import config_from_dict
+from attnmt.modeldir import save_model
+from attnmt.training import train
+
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def toy_transformer(tmp_path_factory) -> Path:
+    """A toy Transformer (2 + 2 layers, d_model 32) trained 400 updates on the toy set, saved: about 7 s."""
+    config = config_from_dict(
+        {
+            "model": {"architecture": "transformer", "hidden_size": 32, "heads": 4, "ff_size": 64, "layers": 2,
+                      "dropout": 0.0},
+            "train": {"epochs": 100, "max_steps": 400, "schedule": "inverse_sqrt", "warmup_steps": 100,
+                      "precision": "fp32", "seed": 0},
+        }
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("export") / "transformer"
+    save_model(train(config, progress=False), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_exports(toy_transformer) -> dict[str, Path]:
+    """:func:`toy_transformer` exported to CTranslate2 with float32 and int8 weights, by the command line."""
+    pytest.importorskip(
+        "ctranslate2", reason="ctranslate2 is not installed (pip install 'attnmt[ctranslate2]')"
+    )
+    paths = {}
+    for quantization in ("float32", "int8"):
+        paths[quantization] = toy_transformer.parent / f"ct2-{quantization}"
+        argv = ["export", str(toy_transformer), "--to", "ctranslate2", "-o", str(paths[quantization])]
+        assert main([*argv, "--quantization", quantization]) == 0
+    return paths

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from attnmt.cli import main
-from attnmt.config import Config, config_from_dict
+from attnmt.config import Config
 from attnmt.corpora import toy_pairs
 from attnmt.data import TranslationDataset
 from attnmt.errors import AttnmtError
@@ -22,7 +22,6 @@ from attnmt.model import build_model
 from attnmt.modeldir import load_model, save_model
 from attnmt.search import length_penalty
 from attnmt.tokenization import SubwordTokenizer, WordTokenizer
-from attnmt.training import train
 from attnmt.translator import DecodeOptions, Translator
 from attnmt.vocab import Vocabulary
 
@@ -35,35 +34,8 @@ SENTENCES = [src for src, _ in PAIRS[::10]] + ["We write long letters to our fri
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A toy Transformer (2 + 2 layers, d_model 32) trained 400 updates on the toy set: about 7 s."""
-    config = config_from_dict(
-        {
-            "model": {"architecture": "transformer", "hidden_size": 32, "heads": 4, "ff_size": 64, "layers": 2,
-                      "dropout": 0.0},
-            "train": {"epochs": 100, "max_steps": 400, "schedule": "inverse_sqrt", "warmup_steps": 100,
-                      "precision": "fp32", "seed": 0},
-        }
-    )  # fmt: skip
-    path = tmp_path_factory.mktemp("export") / "transformer"
-    save_model(train(config, progress=False), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def exported(trained) -> dict[str, Path]:
-    """The trained model exported with float32 and int8 weights, through the command line."""
-    paths = {}
-    for quantization in ("float32", "int8"):
-        paths[quantization] = trained.parent / f"ct2-{quantization}"
-        argv = ["export", str(trained), "--to", "ctranslate2", "-o", str(paths[quantization])]
-        assert main([*argv, "--quantization", quantization]) == 0
-    return paths
-
-
-@pytest.fixture(scope="module")
-def models(trained, exported) -> tuple[Translator, CTranslate2Translator]:
-    return load_model(trained), load_model(exported["float32"])
+def models(toy_transformer, toy_exports) -> tuple[Translator, CTranslate2Translator]:
+    return load_model(toy_transformer), load_model(toy_exports["float32"])
 
 
 @pytest.mark.parametrize("beam", [1, 5])
@@ -120,11 +92,11 @@ INT8_DOT_PRODUCTS = any(_CAPABILITIES.get(k) for k in ("avx512_vnni", "avx_vnni"
     "2-core AVX2 EPYC 267 of 341 sentences the same, BLEU 88.08 → 77.84 greedy (with Intel MKL instead, "
     "CT2_USE_MKL=1: 336 the same, 88.13, but 6× slower); see docs/benchmarks.md",
 )
-def test_int8_export_stays_close(trained, exported):
+def test_int8_export_stays_close(toy_transformer, toy_exports):
     """int8 weights: the same tokens for at least 90 % of the toy set's sentences, and BLEU within 1.0 of
     the PyTorch model's, greedy and beam 5 (measured in an earlier session: 98.5 % / 99.3 % the
     same tokens; BLEU 88.87 against 88.71 greedy, 92.67 against 92.41 beam 5)."""
-    pytorch, int8 = load_model(trained), load_model(exported["int8"])
+    pytorch, int8 = load_model(toy_transformer), load_model(toy_exports["int8"])
     assert int8.quantization == "int8"
     sources, references = [s for s, _ in PAIRS[::2]], [[t] for _, t in PAIRS[::2]]
     for beam in (1, 5):
@@ -179,18 +151,16 @@ def test_a_sentence_longer_than_the_position_table_is_refused_naming_it(models):
         engine.translate(["Hi.", "cats " * 4096])
 
 
-def test_load_model_recognises_the_export_and_describes_it(trained, exported):
-    engine = load_model(exported["float32"])
+def test_load_model_recognises_the_export_and_describes_it(toy_transformer, toy_exports):
+    engine = load_model(toy_exports["float32"])
     assert isinstance(engine, CTranslate2Translator)
-    assert engine.config == load_model(trained).config
-    assert engine.model.has_attention
-    assert sum(p.numel() for p in engine.model.parameters()) == sum(
-        p.numel() for p in load_model(trained).model.parameters()
-    )
-    header = yaml.safe_load((exported["float32"] / "config.yaml").read_text())
+    assert engine.config == load_model(toy_transformer).config
+    assert engine.has_attention and engine.model is None  # no step-by-step model: no alternatives
+    assert engine.parameter_count == sum(p.numel() for p in load_model(toy_transformer).model.parameters())
+    header = yaml.safe_load((toy_exports["float32"] / "config.yaml").read_text())
     assert header["engine"] == "ctranslate2" and header["quantization"] == "float32"
     for name in ("model.bin", "config.json", "src_vocab.json", "tgt_vocab.json"):
-        assert header["files"][name] == sha256(exported["float32"] / name)
+        assert header["files"][name] == sha256(toy_exports["float32"] / name)
 
 
 def test_a_joint_sentencepiece_model_exports_with_its_pieces(tmp_path):
@@ -235,14 +205,14 @@ def test_a_gru_model_is_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_export_does_not_overwrite_a_directory(trained, exported, capsys):
-    assert main(["export", str(trained), "--to", "ctranslate2", "-o", str(exported["int8"])]) == 1
+def test_export_does_not_overwrite_a_directory(toy_transformer, toy_exports, capsys):
+    assert main(["export", str(toy_transformer), "--to", "ctranslate2", "-o", str(toy_exports["int8"])]) == 1
     assert "exists and is not empty" in capsys.readouterr().err
 
 
-def _corrupt(exported: Path, tmp_path: Path, how: str) -> Path:
+def _corrupt(export: Path, tmp_path: Path, how: str) -> Path:
     broken = tmp_path / "broken"
-    shutil.copytree(exported, broken)
+    shutil.copytree(export, broken)
     if how == "truncated":
         data = (broken / "model.bin").read_bytes()
         (broken / "model.bin").write_bytes(data[: len(data) // 2])
@@ -264,8 +234,8 @@ def _corrupt(exported: Path, tmp_path: Path, how: str) -> Path:
         ("garbage", "CTranslate2 cannot load this model"),
     ],
 )
-def test_a_corrupted_export_is_refused_in_one_line(exported, tmp_path, how, message):
-    broken = _corrupt(exported["float32"], tmp_path, how)
+def test_a_corrupted_export_is_refused_in_one_line(toy_exports, tmp_path, how, message):
+    broken = _corrupt(toy_exports["float32"], tmp_path, how)
     with pytest.raises(AttnmtError, match=message):
         load_model(broken)
     if how == "truncated":  # as a user meets it: exit 1, one line, no traceback
@@ -279,47 +249,51 @@ def test_a_corrupted_export_is_refused_in_one_line(exported, tmp_path, how, mess
         assert message in err
 
 
-def test_translate_and_evaluate_run_the_export_end_to_end(trained, exported, tmp_path, capsys):
+def test_translate_and_evaluate_run_the_export_end_to_end(toy_transformer, toy_exports, tmp_path, capsys):
     sentences = ["We are happy.", "She loves cats."]
     argv = [arg for s in sentences for arg in ("--text", s)]
-    assert main(["translate", str(trained), "--beam", "1", *argv]) == 0
+    assert main(["translate", str(toy_transformer), "--beam", "1", *argv]) == 0
     ours = capsys.readouterr().out
-    assert main(["translate", str(exported["float32"]), "--beam", "1", *argv]) == 0
+    assert main(["translate", str(toy_exports["float32"]), "--beam", "1", *argv]) == 0
     assert capsys.readouterr().out == ours
-    assert main(["translate", str(exported["float32"]), "--beam", "4", "--n-best", "2", *argv]) == 0
+    assert main(["translate", str(toy_exports["float32"]), "--beam", "4", "--n-best", "2", *argv]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
     test = tmp_path / "test.tsv"
     test.write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS[:20]), encoding="utf-8")
-    assert main(["evaluate", str(exported["int8"]), "--data", str(test), "--beam", "1"]) == 0
+    assert main(["evaluate", str(toy_exports["int8"]), "--data", str(test), "--beam", "1"]) == 0
     out = capsys.readouterr().out
     assert "BLEU" in out and "chrF" in out
 
 
-def test_score_and_attention_run_the_export_end_to_end(models, exported, tmp_path, capsys):
+def test_score_and_attention_run_the_export_end_to_end(models, toy_exports, tmp_path, capsys):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("We are happy.\tNous sommes heureux.\n", encoding="utf-8")
-    assert main(["score", str(exported["float32"]), "--input", str(pairs), "--attention", str(tmp_path)]) == 0
+    assert (
+        main(["score", str(toy_exports["float32"]), "--input", str(pairs), "--attention", str(tmp_path)]) == 0
+    )
     total, _, tokens = capsys.readouterr().out.rstrip("\n").split("\t")
     expected = models[0].score(["We are happy."], ["Nous sommes heureux."])[0]
     assert float(total) == pytest.approx(expected.total, abs=1e-3) and tokens.split() == expected.tokens
     assert (tmp_path / "pair-0001.png").is_file()
     picture = tmp_path / "attention.png"
-    assert main(["attention", str(exported["int8"]), "--text", "We are happy.", "-o", str(picture)]) == 0
+    assert main(["attention", str(toy_exports["int8"]), "--text", "We are happy.", "-o", str(picture)]) == 0
     assert picture.is_file() and "\t0-0" in capsys.readouterr().out  # "Nous" aligned with "We"
 
 
-def test_without_ctranslate2_the_export_says_how_to_install_it(exported, monkeypatch):
+def test_without_ctranslate2_the_export_says_how_to_install_it(toy_exports, monkeypatch):
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 now fails
     with pytest.raises(
         AttnmtError, match=r"ctranslate2 is not installed: pip install 'attnmt\[ctranslate2\]'"
     ):
-        load_model(exported["float32"])
+        load_model(toy_exports["float32"])
 
 
-def test_options_an_export_cannot_honour_are_refused_in_one_line(exported, capsys):
-    assert main(["translate", str(exported["float32"]), "--int8", "--text", "Hi."]) == 1
+def test_options_an_export_cannot_honour_are_refused_in_one_line(toy_exports, capsys):
+    assert main(["translate", str(toy_exports["float32"]), "--int8", "--text", "Hi."]) == 1
     assert "--quantization int8" in capsys.readouterr().err
-    assert main(["attention", str(exported["float32"]), "--text", "Hi.", "-o", "x.png", "--layer", "1"]) == 1
+    assert (
+        main(["attention", str(toy_exports["float32"]), "--text", "Hi.", "-o", "x.png", "--layer", "1"]) == 1
+    )
     assert "last layer's cross-attention averaged" in capsys.readouterr().err
 
 

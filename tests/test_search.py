@@ -9,7 +9,7 @@ import torch
 
 from attnmt.search import (
     Beams,
-    Candidates,
+    Extensions,
     Hypothesis,
     beam_search,
     beam_step,
@@ -94,7 +94,7 @@ def test_the_maximum_length_counts_words_and_then_ends_with_eos():
 
 def test_maximum_output_length_grows_with_the_source():
     mask = torch.tensor([[False] * 5, [False] * 2 + [True] * 3])
-    assert max_output_lengths(mask, ratio=2.0, extra=10).tolist() == [20, 14]
+    assert max_output_lengths(mask).tolist() == [20, 14]
 
 
 def test_attention_rows_follow_the_tokens_and_padding_columns_are_cut():
@@ -255,13 +255,13 @@ INF = float("-inf")
 LOG = torch.log  # log 0 = -inf: an impossible token
 
 
-def _example_candidates(offset: int = 0) -> Candidates:
+def _example_extensions(offset: int = 0) -> Extensions:
     """Step 1 of the beam-2 example: beam 0 = [A] (p .6), beam 1 = [B] (p .4), at rows offset, offset + 1."""
     p = torch.zeros(2, V)
     p[0, [C, EOS, B_]] = torch.tensor([0.5, 0.3, 0.2]) * 0.6  # A C .30, A <eos> .18, A B .12
     p[1, [EOS, C]] = torch.tensor([0.8, 0.2]) * 0.4  # B <eos> .32, B C .08
     scores, tokens, back = beam_step(LOG(p)[None], 4)
-    return Candidates(scores[0:1], tokens[0:1], back[0:1] + offset)
+    return Extensions(scores[0:1], tokens[0:1], back[0:1] + offset)
 
 
 def test_constrain_rules_out_pad_and_sos_and_enforces_both_length_bounds():
@@ -279,10 +279,10 @@ def test_constrain_rules_out_pad_and_sos_and_enforces_both_length_bounds():
 
 def test_beam_step_returns_the_best_extensions_with_their_tokens_and_beams():
     # cumulative p: A C .30, A <eos> .18, A B .12 (beam 0), B <eos> .32, B C .08 (beam 1)
-    candidates = _example_candidates()
-    assert candidates.tokens.tolist() == [[EOS, C, EOS, B_]]
-    assert candidates.rows.tolist() == [[1, 0, 0, 0]]  # the back-pointers: B, A, A, A
-    torch.testing.assert_close(candidates.scores.exp(), torch.tensor([[0.32, 0.30, 0.18, 0.12]]))
+    extensions = _example_extensions()
+    assert extensions.tokens.tolist() == [[EOS, C, EOS, B_]]
+    assert extensions.rows.tolist() == [[1, 0, 0, 0]]  # the back-pointers: B, A, A, A
+    torch.testing.assert_close(extensions.scores.exp(), torch.tensor([[0.32, 0.30, 0.18, 0.12]]))
 
 
 def test_beams_start_as_one_empty_prefix_per_sentence():
@@ -304,11 +304,11 @@ def _example_beams() -> Beams:
     )
 
 
-def _example_step(beams: Beams) -> tuple[Candidates, torch.Tensor]:
-    first, second = _example_candidates(), _example_candidates(offset=2)
-    candidates = Candidates(*(torch.cat([f, s]) for f, s in zip(first, second, strict=True)))
+def _example_step(beams: Beams) -> tuple[Extensions, torch.Tensor]:
+    first, second = _example_extensions(), _example_extensions(offset=2)
+    extensions = Extensions(*(torch.cat([f, s]) for f, s in zip(first, second, strict=True)))
     step = torch.tensor([[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.3, 0.7, 0.0], [0.4, 0.6, 0.0]])  # (A·K, S)
-    return candidates, beams.attention_through(step)
+    return extensions, beams.attention_through(step)
 
 
 def test_attention_through_a_step_appends_its_row():
@@ -320,9 +320,9 @@ def test_attention_through_a_step_appends_its_row():
 
 def test_an_eos_among_the_k_best_ends_a_hypothesis_with_its_penalised_score():
     beams = _example_beams()
-    candidates, attention = _example_step(beams)
+    extensions, attention = _example_step(beams)
     finished: list = [[], [], []]
-    finalize_hypotheses(finished, beams, candidates, attention, src_lengths=[2, 1, 3], alpha=1.0)
+    finalize_hypotheses(finished, beams, extensions, attention, src_lengths=[2, 1, 3], alpha=1.0)
     # K = 2: B <eos> (.32) is among the 2 best and ends; A <eos> (.18) is 3rd and does not
     assert finished[1] == []  # sentence 1 is not searched here
     for sentence, row, columns in [(0, 1, 2), (2, 3, 3)]:
@@ -335,7 +335,7 @@ def test_an_eos_among_the_k_best_ends_a_hypothesis_with_its_penalised_score():
 
 def test_an_impossible_eos_ends_nothing():
     beams = _example_beams()
-    candidates = Candidates(
+    extensions = Extensions(
         scores=torch.tensor([[-1.0, INF, INF, INF], [-1.0, -2.0, -3.0, -4.0]]),
         tokens=torch.tensor(
             [[A, EOS, EOS, C], [A, C, EOS, EOS]]
@@ -343,15 +343,15 @@ def test_an_impossible_eos_ends_nothing():
         rows=torch.tensor([[0, 1, 0, 1], [2, 3, 3, 2]]),
     )
     finished: list = [[], [], []]
-    finalize_hypotheses(finished, beams, candidates, None, src_lengths=[3, 3, 3], alpha=1.0)
+    finalize_hypotheses(finished, beams, extensions, None, src_lengths=[3, 3, 3], alpha=1.0)
     assert finished == [[], [], []]
 
 
 def test_the_k_best_candidates_that_go_on_become_the_beams():
     beams = _example_beams()
-    candidates, attention = _example_step(beams)
-    advanced, origin = beams.advance(candidates, attention)
-    # candidates [B <eos>, A C, A <eos>, A B]: the two that do not end are A C (.30) and A B (.12)
+    extensions, attention = _example_step(beams)
+    advanced, origin = beams.advance(extensions, attention)
+    # extensions [B <eos>, A C, A <eos>, A B]: the two that do not end are A C (.30) and A B (.12)
     assert advanced.tokens.tolist() == [[A, C], [A, B_], [A, C], [A, B_]]
     assert origin.tolist() == [0, 0, 2, 2]  # both extend beam 0 ([A]): rows 0 and 2
     torch.testing.assert_close(advanced.scores.exp(), torch.tensor([[0.30, 0.12], [0.30, 0.12]]))

@@ -139,7 +139,10 @@ def test_the_page_and_its_files_need_nothing_from_the_internet(client):
 
 
 class _SlowEcho:
-    """A stand-in translator: records each call's sentences, answers each with its own text."""
+    """A stand-in engine: records each call's sentences, answers each with its own text.  It has no
+    step-by-step model (as a CTranslate2 export): no alternatives, no completion."""
+
+    model = None
 
     def __init__(self, seconds: float):
         self.seconds, self.calls, self.prefixes, self.scored, self.top_ks = seconds, [], [], [], []
@@ -431,15 +434,8 @@ def test_scoring_requests_with_different_top_k_share_a_call_at_the_largest():
     assert model.scored == [[("a", "A"), ("b", "B")]] and model.top_ks == [5]
 
 
-class _NoCandidates(_SlowEcho):
-    """A stand-in for an engine that scores but cannot list the likeliest tokens (a CTranslate2 export)."""
-
-    def score(self, sources, targets, *, batch_size):
-        return super().score(sources, targets, batch_size=batch_size)
-
-
 def test_a_model_without_alternatives_says_so_and_still_scores():
-    with TestClient(create_app({"engine": _NoCandidates(0.0)})) as client:
+    with TestClient(create_app({"engine": _SlowEcho(0.0)})) as client:
         for path, body in [
             ("/translate", {"sentences": ["Hi."], "top_k": 2}),
             ("/score", {"sources": ["Hi."], "targets": ["Salut."], "top_k": 2}),

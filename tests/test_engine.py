@@ -1,0 +1,125 @@
+"""The engine contract: every test here runs against both engines — attnmt's own ``Translator`` and a
+CTranslate2 export of the same toy Transformer — through the members of ``attnmt.engine.Engine`` only."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from attnmt.ctranslate2_model import CTranslate2Translator
+from attnmt.engine import DecodeOptions, Engine, Translation
+from attnmt.errors import AttnmtError
+from attnmt.modeldir import load_model
+from attnmt.translator import Translator
+
+SOURCES = ["We are happy.", "She loves cats.", "He is tired.", ""]
+
+
+@pytest.fixture(scope="module", params=["pytorch", "ctranslate2"])
+def engine(request, toy_transformer) -> Engine:
+    if request.param == "pytorch":
+        return load_model(toy_transformer)
+    return load_model(request.getfixturevalue("toy_exports")["float32"])
+
+
+def _members(cls: type) -> dict[str, object]:
+    return {name: getattr(cls, name) for name in dir(cls) if not name.startswith("_")}
+
+
+@pytest.mark.parametrize("cls", [Translator, CTranslate2Translator])
+def test_each_engine_keeps_every_member_of_the_protocol_with_its_signature(cls):
+    protocol = _members(Engine)
+    assert set(Engine.__annotations__) <= {f.name for f in cls.__dataclass_fields__.values()} | set(dir(cls))
+    for name, member in protocol.items():
+        if callable(member):
+            ours = getattr(cls, name)
+            assert ours is member or inspect.signature(ours) == inspect.signature(member), name
+
+
+def test_translate_gives_the_best_of_n_best_in_input_order(engine):
+    options = DecodeOptions(beam_size=4, n_best=2)
+    n_bests = engine.translate_n_best(SOURCES, options)
+    assert [len(n) for n in n_bests[:3]] == [2, 2, 2] and n_bests[3][0].text == ""
+    best = engine.translate(SOURCES, options)
+    assert [t.text for t in best] == [n[0].text for n in n_bests]
+    assert best[0].text.startswith("Nous sommes")  # "We are …": the toy set's first words
+    assert all(n[0].score >= n[-1].score - 1e-6 for n in n_bests[:3])
+
+
+def test_an_empty_sentence_translates_to_nothing(engine):
+    (empty,) = engine.translate([""], DecodeOptions(beam_size=1))
+    assert empty.text == "" and empty.tokens == [] and empty.src_tokens == []
+
+
+def test_a_prefix_begins_each_translation_and_one_per_sentence_is_asked(engine):
+    prefix = ["Nous", "", "Il est très"]
+    translations = engine.translate(SOURCES[:3], DecodeOptions(beam_size=2), prefix=prefix)
+    assert translations[0].text.startswith("Nous") and translations[2].text.startswith("Il est très")
+    with pytest.raises(AttnmtError, match=r"prefix: 1 for 3 sentences; give one per sentence"):
+        engine.translate(SOURCES[:3], prefix=["Nous"])
+
+
+def test_score_reads_each_token_unknown_words_as_unk(engine):
+    sources, targets = (
+        ["We are happy.", "She loves cats."],
+        ["Nous sommes heureux.", "Elle aime les zorglubs."],
+    )
+    happy, unknown = engine.score(sources, targets)
+    assert happy.tokens[-1] == "<eos>" and len(happy.log_probs) == len(happy.tokens)
+    assert happy.total == pytest.approx(sum(happy.log_probs))
+    assert happy.attention.shape == (len(happy.tokens), len(happy.src_tokens))
+    assert "<unk>" in unknown.tokens and unknown.total < happy.total
+    with pytest.raises(AttnmtError, match=r"targets: 1 for 2 sources"):
+        engine.score(sources, targets[:1])
+
+
+def test_score_translations_reads_what_translate_wrote(engine):
+    translations = engine.translate(SOURCES[:3], DecodeOptions(beam_size=1))
+    for t, s in zip(translations, engine.score_translations(translations), strict=True):
+        assert s.tokens == t.tokens and s.src_tokens == t.src_tokens
+        # CTranslate2 leaves <pad> and <sos> out before its softmax while searching: up to 0.04 here
+        assert s.total == pytest.approx(t.score, abs=0.1)
+
+
+def test_alternatives_come_from_a_step_by_step_model_only(engine):
+    """``top_k``: the likeliest tokens at each position, where the engine exposes its model's steps."""
+    if engine.model is None:
+        with pytest.raises(AttnmtError, match="top_k: a CTranslate2 export gives no alternatives"):
+            engine.score(["We are happy."], ["Nous sommes heureux."], top_k=3)
+    else:
+        (s,) = engine.score(["We are happy."], ["Nous sommes heureux."], top_k=3)
+        assert len(s.candidates) == len(s.tokens) and all(len(row) == 3 for row in s.candidates)
+        assert s.candidates[0][0][0] == "Nous"
+
+
+def test_attention_maps_hold_the_cross_attention_of_the_translation(engine):
+    (t,) = engine.translate(["We are happy."], DecodeOptions(beam_size=1))
+    maps = engine.attention_maps(t)
+    rows, columns = maps["cross"].shape[2:]
+    assert (rows, columns) == (len(t.tokens), len(t.src_tokens))
+    assert np.allclose(maps["cross"][-1].mean(0), t.attention, atol=1e-4)  # the last layer's, over heads
+    assert engine.attention_maps(engine.translate([""])[0]) == {}
+
+
+def test_unknown_words_are_replaced_by_the_source_word_attended_to(engine):
+    t = Translation("<unk> !", ["<unk>", "!", "<eos>"], ["Zorglub", "!", "<eos>"], -1.0, np.eye(3))
+    assert engine.replace_unknowns(t).text == "Zorglub !"
+    assert engine.replace_unknowns(t, {"Zorglub": "Zorgloub"}).tokens == ["Zorgloub", "!", "<eos>"]
+
+
+def test_what_the_engine_is(engine, toy_transformer):
+    assert engine.has_attention
+    assert engine.parameter_count == load_model(toy_transformer).parameter_count > 0
+    assert engine.config.model.architecture == "transformer"
+    assert len(engine.src_vocab) > 4 and engine.tgt_tokenizer.detokenize(["Nous", "sommes"]) == "Nous sommes"
+
+
+def test_an_engine_computes_where_it_can_and_says_where_it_cannot(engine, toy_transformer, toy_exports):
+    engine.place("cpu")  # every engine computes on the CPU
+    fresh = load_model(toy_transformer if engine.model is not None else toy_exports["float32"])
+    if engine.model is not None:
+        fresh.place("cpu", int8=True)
+        assert fresh.translate(["We are happy."])[0].text.startswith("Nous")
+    else:
+        with pytest.raises(AttnmtError, match="--int8: a CTranslate2 export computes as exported"):
+            fresh.place("cpu", int8=True)
