@@ -62,7 +62,7 @@ VARIANTS = {  # a translation row's key suffix → its label after the toolkit's
     **{f"_ct2_{q}": f", CTranslate2 {q}" for q in CTRANSLATE2},
 }  # fmt: skip
 REPORT_EVERY = {"gru": 10, "transformer": 5}
-BEST_ALPHA = 1.0  # GNMT length penalty of the best-recipe race, both toolkits (docs/recipes.md)
+BEST_ALPHA = 1.0  # GNMT length penalty of the best-recipe race, both toolkits (docs/lab/recipes.md)
 RESULTS_BEGIN, RESULTS_END = "<!-- results: written by bench/compare.py -->", "<!-- /results -->"
 
 

@@ -9,7 +9,7 @@
 training-time budget each on reversing sequences of 5–60 symbols, then measures exact match per
 length bucket on 1,000 new sequences.  ``tatoeba`` scores trained model directories (beam 5) on the
 Tatoeba test split and on its long version (``long:tatoeba:test``), per source-length bucket.
-Each writes a Markdown table and a picture into docs/experiments/.
+Each writes a Markdown table and a picture into docs/lab/.
 """
 
 import argparse
@@ -155,7 +155,7 @@ def main() -> None:
     tat = tasks.add_parser("tatoeba")
     tat.add_argument("model_dirs", type=Path, nargs="+")
     tat.add_argument("--beam", type=int, default=5)
-    tat.add_argument("--name", default="tatoeba", help="docs/experiments/NAME-by-length.md, .json, .png")
+    tat.add_argument("--name", default="tatoeba", help="docs/lab/NAME-by-length.md, .json, .png")
     args = parser.parse_args()
     if args.task == "synthetic":
         synthetic(args.minutes)

@@ -12,7 +12,7 @@ the winners only.
 ``--base CONFIG`` starts every variant from a config file instead (a budget config of ``configs/``; its
 results go to ``recipes-<config>-<budget>``).  A variant is NAME=KEY=VALUE[,KEY=VALUE...]; ``base`` is the
 recipe unchanged.  Each finished run adds a
-line to ``docs/experiments/recipes-<budget>.jsonl`` (kept: a rerun skips what is done) and the table
+line to ``docs/lab/recipes-<budget>.jsonl`` (kept: a rerun skips what is done) and the table
 beside it is written anew, with each run's training seconds per update.  A minutes budget needs the CPU
 to itself; an updates budget gives the same model on a shared CPU (``--threads 1`` beside other work),
 and the per-update times, measured on a quiet CPU, say what a time budget would allow.
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--base", type=Path, help="config file the variants start from (default: BASE)")
     parser.add_argument("--runs", type=Path, default=Path("runs/recipes"))
     parser.add_argument("--splits", nargs="+", default=list(DEV))
-    parser.add_argument("--out", type=Path, default=Path("docs/experiments"))
+    parser.add_argument("--out", type=Path, default=Path("docs/lab"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -15,7 +15,7 @@ import attnmt
 NAME = f"attnmt {attnmt.__version__}"
 READS = "text"  # attnmt translates plain text and writes plain text
 CTRANSLATE2_ARCHS = ("transformer",)  # CTranslate2 has no recurrent layers
-BEST = {  # attnmt's best 12-minute recipes (issue 15, docs/recipes.md): the budget configs users get
+BEST = {  # attnmt's best 12-minute recipes (issue 15, docs/lab/recipes.md): the budget configs users get
     arch: Path(__file__).parents[2] / "configs" / f"tatoeba-{arch}-12min.yaml"
     for arch in ("gru", "transformer")
 }
