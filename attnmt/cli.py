@@ -10,7 +10,6 @@ import json
 import math
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, NoReturn
@@ -25,7 +24,7 @@ from attnmt.download import DIRECTORIES, download
 from attnmt.engine import DecodeOptions, Engine
 from attnmt.errors import AttnmtError
 from attnmt.export import QUANTIZATIONS, export_ctranslate2
-from attnmt.files import atomic_write_text
+from attnmt.files import atomic_write_text, check_writable_dir
 from attnmt.metrics import corpus_scores, scores_by_length
 from attnmt.modeldir import load_model, save_model
 from attnmt.prepared import ensure_prepared
@@ -116,15 +115,26 @@ def _shared_options() -> _Shared:
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda[:N], mps"
     )
     defaults = DecodeOptions()
-    decoding.add_argument("--beam", type=POSITIVE, default=defaults.beam_size,
-                          help=f"beam size; 1 is greedy search (default {defaults.beam_size})")  # fmt: skip
-    decoding.add_argument("--alpha", type=_number(0), default=defaults.alpha,
-                          help=f"GNMT length penalty; 0 ranks by log p (default {defaults.alpha:g})")  # fmt: skip
+    decoding.add_argument(
+        "--beam",
+        type=POSITIVE,
+        default=defaults.beam_size,
+        help=f"beam size; 1 is greedy search (default {defaults.beam_size})",
+    )
+    decoding.add_argument(
+        "--alpha",
+        type=_number(0),
+        default=defaults.alpha,
+        help=f"GNMT length penalty; 0 ranks by log p (default {defaults.alpha:g})",
+    )
     batch_size.add_argument(
         "--batch-size", type=POSITIVE, default=64, help="sentences per model call (default 64)"
     )
-    int8.add_argument("--int8", action="store_true",
-                      help="int8 linear and GRU layers (dynamic quantisation): faster on CPUs")  # fmt: skip
+    int8.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 linear and GRU layers (dynamic quantisation): faster on CPUs",
+    )
     data_dir.add_argument("--data-dir", type=Path, help="where corpora live (default: $ATTNMT_DATA)")
     picture_format.add_argument(
         "--format", choices=("png", "svg", "pdf"), default="png", help="pictures in a directory"
@@ -132,8 +142,14 @@ def _shared_options() -> _Shared:
     experiment.add_argument(
         "config", type=Path, nargs="?", help="experiment YAML (default: the toy demo setup)"
     )
-    experiment.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                            help="override a config key, e.g. --set train.epochs=10 (repeatable)")  # fmt: skip
+    experiment.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.epochs=10 (repeatable)",
+    )
     return _Shared(device, decoding, batch_size, int8, data_dir, picture_format, experiment)
 
 
@@ -142,9 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="attnmt", description="Neural machine translation with attention.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = _shared_options()
-    for add_command in (_add_demo, _add_prepare, _add_train, _add_translate, _add_score, _add_evaluate,
-                        _add_attention, _add_download, _add_curves, _add_average, _add_export, _add_serve,
-                        _add_simulate):  # fmt: skip
+    for add_command in (
+        _add_demo,
+        _add_prepare,
+        _add_train,
+        _add_translate,
+        _add_score,
+        _add_evaluate,
+        _add_attention,
+        _add_download,
+        _add_curves,
+        _add_average,
+        _add_export,
+        _add_serve,
+        _add_simulate,
+    ):
         add_command(commands, shared)
     return parser
 
@@ -154,16 +182,22 @@ def _add_demo(commands: argparse._SubParsersAction, shared: _Shared) -> None:
         "demo", help="run the eight steps on the built-in set and translate 'We are happy'"
     )
     demo.add_argument("--seed", type=SEED, default=0)
-    demo.add_argument("-o", "--output", type=Path, default=Path("attnmt-demo-attention.png"),
-                      help="where to save the attention heatmap (.png, .svg or .pdf)")  # fmt: skip
+    demo.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("attnmt-demo-attention.png"),
+        help="where to save the attention heatmap (.png, .svg or .pdf)",
+    )
     demo.set_defaults(func=_demo)
 
 
 def _add_prepare(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     prepare = commands.add_parser(
-        "prepare", parents=[shared.experiment, shared.data_dir],
+        "prepare",
+        parents=[shared.experiment, shared.data_dir],
         help="clean, tokenise and encode the training data once, into memory-mapped arrays",
-    )  # fmt: skip
+    )
     prepare.add_argument("--out", type=Path, help="where to write (default: data.prepared)")
     prepare.add_argument("--workers", type=POSITIVE, help="worker processes (default: one per CPU)")
     prepare.set_defaults(func=_prepare)
@@ -192,16 +226,32 @@ def _add_translate(commands: argparse._SubParsersAction, shared: _Shared) -> Non
     )
     translate.add_argument("model_dir", type=Path)
     translate.add_argument("--text", action="append", help="a sentence to translate (repeatable)")
-    translate.add_argument("--n-best", type=POSITIVE, default=DecodeOptions().n_best,
-                           help="print the N best: sentence number, log p, translation (TSV)")  # fmt: skip
-    translate.add_argument("--replace-unk", action="store_true",
-                           help="replace each <unk> by the source word it attends to most (Luong et al. 2015)")  # fmt: skip
-    translate.add_argument("--dictionary", type=Path,
-                           help="with --replace-unk: a source<TAB>target word list to translate that word")  # fmt: skip
-    translate.add_argument("--prefix", metavar="TEXT",
-                           help="every translation begins with TEXT (target words); search continues it")  # fmt: skip
-    translate.add_argument("--tsv", action="store_true",
-                           help="input lines are source<TAB>prefix: each translation begins with its prefix")  # fmt: skip
+    translate.add_argument(
+        "--n-best",
+        type=POSITIVE,
+        default=DecodeOptions().n_best,
+        help="print the N best: sentence number, log p, translation (TSV)",
+    )
+    translate.add_argument(
+        "--replace-unk",
+        action="store_true",
+        help="replace each <unk> by the source word it attends to most (Luong et al. 2015)",
+    )
+    translate.add_argument(
+        "--dictionary",
+        type=Path,
+        help="with --replace-unk: a source<TAB>target word list to translate that word",
+    )
+    translate.add_argument(
+        "--prefix",
+        metavar="TEXT",
+        help="every translation begins with TEXT (target words); search continues it",
+    )
+    translate.add_argument(
+        "--tsv",
+        action="store_true",
+        help="input lines are source<TAB>prefix: each translation begins with its prefix",
+    )
     translate.set_defaults(func=_translate)
 
 
@@ -215,8 +265,12 @@ def _add_score(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     score.add_argument(
         "--input", type=Path, metavar="FILE", help="source<TAB>translation lines (default: stdin)"
     )
-    score.add_argument("--attention", type=Path, metavar="DIR",
-                       help="draw the attention behind each translation into DIR, one picture per line")  # fmt: skip
+    score.add_argument(
+        "--attention",
+        type=Path,
+        metavar="DIR",
+        help="draw the attention behind each translation into DIR, one picture per line",
+    )
     score.set_defaults(func=_score)
 
 
@@ -231,8 +285,11 @@ def _add_evaluate(commands: argparse._SubParsersAction, shared: _Shared) -> None
         "--data", help="data spec, e.g. tatoeba:test or src.txt,ref.txt (default: data.test)"
     )
     evaluate.add_argument("-o", "--output", type=Path, help="write the translations here, one per line")
-    evaluate.add_argument("--by-length", action="store_true",
-                          help="also BLEU/chrF per source-length bucket, with 95%% bootstrap intervals")  # fmt: skip
+    evaluate.add_argument(
+        "--by-length",
+        action="store_true",
+        help="also BLEU/chrF per source-length bucket, with 95%% bootstrap intervals",
+    )
     evaluate.add_argument("--plot", type=Path, help="with --by-length: draw BLEU against length, all models")
     evaluate.set_defaults(func=_evaluate)
 
@@ -245,12 +302,24 @@ def _add_attention(commands: argparse._SubParsersAction, shared: _Shared) -> Non
     )
     attention.add_argument("model_dir", type=Path)
     attention.add_argument("--text", action="append", help="a sentence (repeatable; default: stdin lines)")
-    attention.add_argument("-o", "--output", type=Path, required=True,
-                           help="a .png/.svg/.pdf for one sentence; a directory for several, one picture each")  # fmt: skip
-    attention.add_argument("--threshold", type=_number(0, 1, low_included=False),
-                           help="align every source token with at least this weight (default: the most attended)")  # fmt: skip
-    attention.add_argument("--kind", choices=("cross", "encoder", "decoder"), default="cross",
-                           help="cross: target over source (default); encoder/decoder: Transformer self-attention")  # fmt: skip
+    attention.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="a .png/.svg/.pdf for one sentence; a directory for several, one picture each",
+    )
+    attention.add_argument(
+        "--threshold",
+        type=_number(0, 1, low_included=False),
+        help="align every source token with at least this weight (default: the most attended)",
+    )
+    attention.add_argument(
+        "--kind",
+        choices=("cross", "encoder", "decoder"),
+        default="cross",
+        help="cross: target over source (default); encoder/decoder: Transformer self-attention",
+    )
     attention.add_argument("--layer", type=POSITIVE, help="which layer, from 1 (default: the last)")
     attention.add_argument(
         "--head", type=POSITIVE, help="which head, from 1 (default: the average of all heads)"
@@ -298,8 +367,12 @@ def _add_export(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     export.add_argument("model_dir", type=Path)
     export.add_argument("--to", choices=("ctranslate2",), required=True, help="the engine to export to")
     export.add_argument("-o", "--output", type=Path, required=True, help="the new model directory")
-    export.add_argument("--quantization", choices=QUANTIZATIONS, default="float32",
-                        help="how the weights are stored and computed (default float32; int8: fastest on CPUs)")  # fmt: skip
+    export.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        default="float32",
+        help="how the weights are stored and computed (default float32; int8: fastest on CPUs)",
+    )
     export.set_defaults(func=_export)
 
 
@@ -307,8 +380,12 @@ def _add_serve(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     serve = commands.add_parser(
         "serve", parents=[shared.device], help="translate over HTTP, with a web page to explore attention"
     )
-    serve.add_argument("models", nargs="+", metavar="[NAME=]MODEL_DIR",
-                       help="models to load, named after their directory unless NAME= is given; the first is the default")  # fmt: skip
+    serve.add_argument(
+        "models",
+        nargs="+",
+        metavar="[NAME=]MODEL_DIR",
+        help="models to load, named after their directory unless NAME= is given; the first is the default",
+    )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
     )
@@ -316,10 +393,18 @@ def _add_serve(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     serve.add_argument(
         "--max-batch", type=POSITIVE, default=64, help="sentences per model call; 1 turns batching off"
     )
-    serve.add_argument("--batch-window-ms", type=_number(0), default=5.0,
-                       help="how long a batch waits for more requests to join it")  # fmt: skip
-    serve.add_argument("--timeout", type=_number(0, low_included=False), default=60.0,
-                       help="seconds a request may wait for its answer")  # fmt: skip
+    serve.add_argument(
+        "--batch-window-ms",
+        type=_number(0),
+        default=5.0,
+        help="how long a batch waits for more requests to join it",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=_number(0, low_included=False),
+        default=60.0,
+        help="seconds a request may wait for its answer",
+    )
     serve.add_argument("--max-sentences", type=POSITIVE, default=64, help="sentences per request")
     serve.add_argument("--max-chars", type=POSITIVE, default=1000, help="characters per sentence")
     serve.set_defaults(func=_serve)
@@ -332,17 +417,27 @@ def _add_simulate(commands: argparse._SubParsersAction, shared: _Shared) -> None
         help="a simulated translator types references with the model's proposals: keystrokes saved",
     )
     simulate.add_argument("model_dir", type=Path)
-    simulate.add_argument("--data", action="append",
-                          help="data spec to simulate on, e.g. tatoeba:test (repeatable; default: data.test)")  # fmt: skip
+    simulate.add_argument(
+        "--data",
+        action="append",
+        help="data spec to simulate on, e.g. tatoeba:test (repeatable; default: data.test)",
+    )
     simulate.add_argument("--beam", type=POSITIVE, default=1, help="beam size of the proposals (default 1)")
     simulate.add_argument(
         "--alpha", type=_number(0), default=DecodeOptions().alpha, help="GNMT length penalty"
     )
-    simulate.add_argument("--top-k", type=_integer(0), default=5,
-                          help="alternatives the translator may pick a word from (default 5; 0: none)")  # fmt: skip
+    simulate.add_argument(
+        "--top-k",
+        type=_integer(0),
+        default=5,
+        help="alternatives the translator may pick a word from (default 5; 0: none)",
+    )
     simulate.add_argument("--limit", type=POSITIVE, help="the first N sentences of each data set")
-    simulate.add_argument("--no-reuse", action="store_true",
-                          help="decode every proposal from scratch (to measure what reuse saves)")  # fmt: skip
+    simulate.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="decode every proposal from scratch (to measure what reuse saves)",
+    )
     simulate.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     simulate.set_defaults(func=_simulate)
 
@@ -380,11 +475,7 @@ def _train(args: argparse.Namespace) -> None:
         raise AttnmtError(f"{args.model_dir}: exists and is not a directory")
     if args.model_dir.is_dir() and any(args.model_dir.iterdir()) and not (args.overwrite or args.resume):
         raise AttnmtError(f"{args.model_dir}: not empty; choose another --model-dir, --resume or --overwrite")
-    try:  # fail now, not after training, if the model cannot be saved there
-        args.model_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=args.model_dir).close()
-    except OSError as e:
-        raise AttnmtError(f"{args.model_dir}: cannot write there ({e.strerror})") from None
+    check_writable_dir(args.model_dir)  # fail now, not after training, if the model cannot be saved there
     if args.overwrite and not args.resume:
         shutil.rmtree(checkpoint_dir(args.model_dir), ignore_errors=True)
     train(
@@ -638,8 +729,10 @@ def _simulate(args: argparse.Namespace) -> None:
         raise AttnmtError(f"--data: no data set given and {args.model_dir}'s config has no data.test")
     completer = Completer(translator, max_sources=1, reuse=not args.no_reuse)
     results, overall = {}, Effort()
-    print("data  sentences  keystroke-ratio  mouse-action-ratio  KSMR  next-word  unedited  post-edit  "
-          "latency-p50/p95/max-ms  proposal/fresh")  # fmt: skip
+    print(
+        "data  sentences  keystroke-ratio  mouse-action-ratio  KSMR  next-word  unedited  post-edit  "
+        "latency-p50/p95/max-ms  proposal/fresh"
+    )
     for spec in specs:
         pairs = load_pairs(spec, src_lang=data.src_lang, tgt_lang=data.tgt_lang, root=args.data_dir)
         sources, references = group_references(pairs)

@@ -19,8 +19,12 @@ Corpus files may be gzipped (``.gz``).  They live in the data directory: ``--dat
 ``$ATTNMT_DATA``, else ``$XDG_DATA_HOME/attnmt`` (``~/.local/share/attnmt``), in the layout
 ``tatoeba-eng-fra/eng-fra.tsv.gz`` and ``multi30k/{split}.{lang}.gz``.
 
-``load_pairs`` returns a spec's pairs as a list; ``iter_pairs`` streams the same pairs, for corpora too
-big to hold (``attnmt.prepared``), and ``spec_files`` names the files a spec reads.
+A spec is parsed once, into a :class:`DataSpec`.  ``load_pairs`` returns its pairs as a list;
+``iter_pairs`` streams the same pairs, for corpora too big to hold (``attnmt.prepared``), and
+``spec_files`` names the files a spec reads.
+
+Cleaning (:func:`clean`) is the one set of rules both ways of training apply, the in-memory one and
+``attnmt.prepared``'s, which runs :func:`check_pairs` chunk by chunk and :func:`select_kept` once.
 """
 
 import gzip
@@ -29,10 +33,13 @@ import io
 import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
+from itertools import compress
 from pathlib import Path
+
+import numpy as np
 
 from attnmt.errors import AttnmtError
 
@@ -113,18 +120,7 @@ def iter_parallel(src_path: Path, tgt_path: Path) -> Iterator[Pair]:
 
 def read_parallel(src_path: Path, tgt_path: Path) -> list[Pair]:
     """Two line-aligned files: line i of one translates line i of the other."""
-    src, tgt = list(read_lines(src_path)), list(read_lines(tgt_path))
-    if len(src) != len(tgt):
-        short, long_ = (src_path, tgt_path) if len(src) < len(tgt) else (tgt_path, src_path)
-        raise AttnmtError(
-            f"{long_}:{min(len(src), len(tgt)) + 1}: has {max(len(src), len(tgt))} lines "
-            f"but {short} has {min(len(src), len(tgt))}"
-        )
-    for (number, s), (_, t) in zip(src, tgt, strict=True):
-        if not s.strip() or not t.strip():
-            path = src_path if not s.strip() else tgt_path
-            raise AttnmtError(f"{path}:{number}: empty line in a parallel corpus")
-    return [(s, t) for (_, s), (_, t) in zip(src, tgt, strict=True)]
+    return list(iter_parallel(src_path, tgt_path))
 
 
 def tatoeba_split(english: str) -> str:
@@ -134,97 +130,49 @@ def tatoeba_split(english: str) -> str:
     return "test" if h < TEST_FRACTION else "dev" if h < TEST_FRACTION + DEV_FRACTION else "train"
 
 
-@dataclass
-class CleaningReport:
-    read: int = 0
-    empty: int = 0
-    too_long: int = 0
-    bad_ratio: int = 0
-    duplicates: int = 0
-    kept: int = 0
-
-    def __str__(self) -> str:
-        return (
-            f"{self.read:,} pairs read; dropped {self.empty:,} empty, {self.too_long:,} too long, "
-            f"{self.bad_ratio:,} with a length ratio over the limit, {self.duplicates:,} duplicates; "
-            f"kept {self.kept:,}"
-        )
-
-
-def clean(
-    pairs: list[Pair], *, max_words: int = 80, max_ratio: float = 3.0
-) -> tuple[list[Pair], CleaningReport]:
-    """NFC, whitespace collapsed; drop empty sides, sides over ``max_words`` words, length ratios over
-    ``max_ratio`` (when the longer side has more than 5 words) and exact duplicates."""
-    report, seen, kept = CleaningReport(read=len(pairs)), set(), []
-    for src, tgt in pairs:
-        (src, tgt), reason = clean_pair(src, tgt, max_words=max_words, max_ratio=max_ratio)
-        if reason is not None:
-            setattr(report, reason, getattr(report, reason) + 1)
-        elif (src, tgt) in seen:
-            report.duplicates += 1
-        else:
-            seen.add((src, tgt))
-            kept.append((src, tgt))
-    report.kept = len(kept)
-    return kept, report
-
-
-def clean_pair(src: str, tgt: str, *, max_words: int, max_ratio: float) -> tuple[Pair, str | None]:
-    """One pair normalised (NFC, whitespace collapsed) and why :func:`clean` drops it (``empty``,
-    ``too_long``, ``bad_ratio``: a :class:`CleaningReport` count), or None; duplicates aside."""
-    src, tgt = (" ".join(unicodedata.normalize("NFC", s).split()) for s in (src, tgt))
-    ns, nt = len(src.split()), len(tgt.split())
-    if not ns or not nt:
-        return (src, tgt), "empty"
-    if max(ns, nt) > max_words:
-        return (src, tgt), "too_long"
-    if max(ns, nt) > 5 and max(ns, nt) > max_ratio * min(ns, nt):
-        return (src, tgt), "bad_ratio"
-    return (src, tgt), None
-
-
 def toy_pairs(src_lang: str = "en", tgt_lang: str = "fr") -> list[Pair]:
     """The built-in English–French set written for attnmt (a few hundred everyday sentences, some without final punctuation, as people type them)."""
     with resources.as_file(resources.files("attnmt") / "resources" / "toy_en_fr.tsv") as path:
         return _oriented(read_tsv(path), "toy", src_lang, tgt_lang)
 
 
+@dataclass(frozen=True)
+class DataSpec:
+    """A data spec, parsed (see the module docstring)."""
+
+    text: str  # as written: what messages name
+    kind: str  # parts (A+B) | share (A@SHARE) | long | toy | tatoeba | multi30k | tsv | parallel
+    parts: tuple["DataSpec", ...] = ()  # parts: A and B; share, long: the spec they draw on
+    split: str = ""  # tatoeba, multi30k
+    share: float = 1.0  # share: the fraction of pairs picked
+    paths: tuple[Path, ...] = ()  # tsv: the file; parallel: the source and the target file
+
+    @classmethod
+    def parse(cls, text: str) -> "DataSpec":
+        name, _, split = text.partition(":")
+        if "+" in text and not Path(text).exists():
+            return cls(text, "parts", parts=tuple(cls.parse(part) for part in text.split("+")))
+        if share := _share(text):
+            return cls(text, "share", parts=(cls.parse(share[0]),), share=share[1])
+        if text == "toy":
+            return cls(text, "toy")
+        if name == "long":
+            return cls(text, "long", parts=(cls.parse(split),))
+        if name in ("tatoeba", "multi30k"):
+            splits = TATOEBA_SPLITS if name == "tatoeba" else MULTI30K_SPLITS
+            if split not in splits:
+                raise AttnmtError(f"{text}: unknown split; choose one of {', '.join(splits)}")
+            return cls(text, name, split=split)
+        if "," in text:
+            return cls(text, "parallel", paths=tuple(Path(p) for p in text.split(",", 1)))
+        return cls(text, "tsv", paths=(Path(text),))
+
+
 def load_pairs(
     spec: str, *, src_lang: str = "en", tgt_lang: str = "fr", root: Path | None = None
 ) -> list[Pair]:
     """The (source, target) pairs a data spec names (see the module docstring), uncleaned."""
-    name, _, split = spec.partition(":")
-    if "+" in spec and not Path(spec).exists():
-        return [
-            p
-            for part in spec.split("+")
-            for p in load_pairs(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
-        ]
-    if share := _share(spec):
-        base, share = share
-        pairs = load_pairs(base, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
-        return [p for p in pairs if _picked(p[0], share)]
-    if spec == "toy":
-        return toy_pairs(src_lang, tgt_lang)
-    if name == "long":
-        return join_consecutive(load_pairs(split, src_lang=src_lang, tgt_lang=tgt_lang, root=root))
-    if name == "tatoeba":
-        if split not in TATOEBA_SPLITS:
-            raise AttnmtError(f"{spec}: unknown split; choose one of {', '.join(TATOEBA_SPLITS)}")
-        path = _find(data_dir(root) / "tatoeba-eng-fra" / "eng-fra.tsv", "tatoeba")
-        pairs = [p for p in read_tsv(path) if tatoeba_split(p[0]) == split]
-        return _oriented(pairs, "tatoeba", src_lang, tgt_lang)
-    if name == "multi30k":
-        if split not in MULTI30K_SPLITS:
-            raise AttnmtError(f"{spec}: unknown split; choose one of {', '.join(MULTI30K_SPLITS)}")
-        directory = data_dir(root) / "multi30k"
-        files = [_find(directory / f"{split}.{lang}", "multi30k") for lang in (src_lang, tgt_lang)]
-        return read_parallel(*files)
-    if "," in spec:
-        src_path, tgt_path = spec.split(",", 1)
-        return read_parallel(Path(src_path), Path(tgt_path))
-    return read_tsv(Path(spec))
+    return list(iter_pairs(spec, src_lang=src_lang, tgt_lang=tgt_lang, root=root))
 
 
 def iter_pairs(
@@ -232,59 +180,48 @@ def iter_pairs(
 ) -> Iterator[Pair]:
     """:func:`load_pairs`' pairs one at a time: corpus files and Tatoeba are streamed (gzip included),
     never held whole; the toy set and ``long:`` specs (small, and joined across lines) are read whole."""
-    name, _, split = spec.partition(":")
-    if "+" in spec and not Path(spec).exists():
-        for part in spec.split("+"):
-            yield from iter_pairs(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
-    elif share := _share(spec):
-        base, share = share
-        pairs = iter_pairs(base, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
-        yield from (p for p in pairs if _picked(p[0], share))
-    elif name == "tatoeba" and split in TATOEBA_SPLITS:
-        _oriented([], "tatoeba", src_lang, tgt_lang)  # refuse another language pair before reading
-        path = _find(data_dir(root) / "tatoeba-eng-fra" / "eng-fra.tsv", "tatoeba")
-        for en, fr in iter_tsv(path):
-            if tatoeba_split(en) == split:
-                yield (en, fr) if src_lang == "en" else (fr, en)
-    elif name == "multi30k" and split in MULTI30K_SPLITS:
-        directory = data_dir(root) / "multi30k"
-        yield from iter_parallel(
-            *(_find(directory / f"{split}.{lang}", "multi30k") for lang in (src_lang, tgt_lang))
-        )
-    elif spec != "toy" and name not in ("long", "tatoeba", "multi30k"):
-        if "," in spec:
-            yield from iter_parallel(*(Path(p) for p in spec.split(",", 1)))
-        else:
-            yield from iter_tsv(Path(spec))
-    else:
-        yield from load_pairs(spec, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
+    return _pairs(DataSpec.parse(spec), src_lang, tgt_lang, root)
 
 
 def spec_files(
     spec: str, *, src_lang: str = "en", tgt_lang: str = "fr", root: Path | None = None
 ) -> list[Path]:
     """The files a data spec reads: what identifies its data."""
-    name, _, split = spec.partition(":")
-    if "+" in spec and not Path(spec).exists():
-        return [
-            f
-            for part in spec.split("+")
-            for f in spec_files(part, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
-        ]
-    if share := _share(spec):
-        return spec_files(share[0], src_lang=src_lang, tgt_lang=tgt_lang, root=root)
-    if spec == "toy":
+    return _files(DataSpec.parse(spec), src_lang, tgt_lang, root)
+
+
+def _pairs(spec: DataSpec, src_lang: str, tgt_lang: str, root: Path | None) -> Iterator[Pair]:
+    if spec.kind == "parts":
+        for part in spec.parts:
+            yield from _pairs(part, src_lang, tgt_lang, root)
+    elif spec.kind == "share":
+        yield from (p for p in _pairs(spec.parts[0], src_lang, tgt_lang, root) if _picked(p[0], spec.share))
+    elif spec.kind == "long":
+        yield from join_consecutive(list(_pairs(spec.parts[0], src_lang, tgt_lang, root)))
+    elif spec.kind == "toy":
+        yield from toy_pairs(src_lang, tgt_lang)
+    elif spec.kind == "tatoeba":
+        _oriented([], "tatoeba", src_lang, tgt_lang)  # refuse another language pair before reading
+        for en, fr in iter_tsv(*_files(spec, src_lang, tgt_lang, root)):
+            if tatoeba_split(en) == spec.split:
+                yield (en, fr) if src_lang == "en" else (fr, en)
+    elif spec.kind == "tsv":
+        yield from iter_tsv(*spec.paths)
+    else:  # multi30k, parallel: two line-aligned files
+        yield from iter_parallel(*_files(spec, src_lang, tgt_lang, root))
+
+
+def _files(spec: DataSpec, src_lang: str, tgt_lang: str, root: Path | None) -> list[Path]:
+    if spec.parts:  # parts, share, long
+        return [f for part in spec.parts for f in _files(part, src_lang, tgt_lang, root)]
+    if spec.kind == "toy":
         return [Path(str(resources.files("attnmt") / "resources" / "toy_en_fr.tsv"))]
-    if name == "long":
-        return spec_files(split, src_lang=src_lang, tgt_lang=tgt_lang, root=root)
-    if name == "tatoeba":
+    if spec.kind == "tatoeba":
         return [_find(data_dir(root) / "tatoeba-eng-fra" / "eng-fra.tsv", "tatoeba")]
-    if name == "multi30k":
-        return [
-            _find(data_dir(root) / "multi30k" / f"{split}.{lang}", "multi30k")
-            for lang in (src_lang, tgt_lang)
-        ]
-    return [Path(p) for p in spec.split(",", 1)] if "," in spec else [Path(spec)]
+    if spec.kind == "multi30k":
+        directory = data_dir(root) / "multi30k"
+        return [_find(directory / f"{spec.split}.{lang}", "multi30k") for lang in (src_lang, tgt_lang)]
+    return list(spec.paths)
 
 
 def group_references(pairs: list[Pair]) -> tuple[list[str], list[list[str]]]:
@@ -313,6 +250,96 @@ def join_consecutive(pairs: list[Pair]) -> list[Pair]:
             joined.append((" ".join(src), " ".join(tgt)))
             src, tgt, words = [], [], 0
     return joined
+
+
+# -- cleaning --------------------------------------------------------------------------------------
+
+MAX_RATIO = 3.0  # the length-ratio limit of clean (the one training uses)
+REASONS = ("empty", "too_long", "bad_ratio")  # why clean_pair drops a pair: code 1, 2, 3 (0: kept)
+
+
+@dataclass
+class CleaningReport:
+    read: int = 0
+    empty: int = 0
+    too_long: int = 0
+    bad_ratio: int = 0
+    duplicates: int = 0
+    kept: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.read:,} pairs read; dropped {self.empty:,} empty, {self.too_long:,} too long, "
+            f"{self.bad_ratio:,} with a length ratio over the limit, {self.duplicates:,} duplicates; "
+            f"kept {self.kept:,}"
+        )
+
+
+def clean(
+    pairs: list[Pair], *, max_words: int = 80, max_ratio: float = MAX_RATIO
+) -> tuple[list[Pair], CleaningReport]:
+    """NFC, whitespace collapsed; drop empty sides, sides over ``max_words`` words, length ratios over
+    ``max_ratio`` (when the longer side has more than 5 words) and exact duplicates."""
+    normalised, codes, hashes = check_pairs(pairs, max_words=max_words, max_ratio=max_ratio)
+    keep, report = select_kept(codes, hashes)
+    return list(compress(normalised, keep.tolist())), report
+
+
+def clean_pair(
+    src: str, tgt: str, *, max_words: int, max_ratio: float = MAX_RATIO
+) -> tuple[Pair, str | None]:
+    """One pair normalised (:func:`normalise`) and why :func:`clean` drops it (``empty``, ``too_long``,
+    ``bad_ratio``: a :class:`CleaningReport` count), or None; duplicates aside."""
+    src, tgt = normalise((src, tgt))
+    ns, nt = len(src.split()), len(tgt.split())
+    if not ns or not nt:
+        return (src, tgt), "empty"
+    if max(ns, nt) > max_words:
+        return (src, tgt), "too_long"
+    if max(ns, nt) > 5 and max(ns, nt) > max_ratio * min(ns, nt):
+        return (src, tgt), "bad_ratio"
+    return (src, tgt), None
+
+
+def normalise(pair: Pair) -> Pair:
+    """NFC, whitespace collapsed: the text cleaning keeps."""
+    nfc = unicodedata.normalize
+    return " ".join(nfc("NFC", pair[0]).split()), " ".join(nfc("NFC", pair[1]).split())
+
+
+def check_pairs(
+    pairs: Iterable[Pair], *, max_words: int, max_ratio: float = MAX_RATIO
+) -> tuple[list[Pair], np.ndarray, np.ndarray]:
+    """:func:`clean_pair` on each pair: the pairs normalised; a code per pair (0: passes the rules, else
+    1 + its index in REASONS); and a 64-bit hash of each normalised pair that passes, what finds the
+    duplicates."""
+    normalised, codes, hashes = [], bytearray(), bytearray()
+    for pair in pairs:
+        (src, tgt), reason = clean_pair(*pair, max_words=max_words, max_ratio=max_ratio)
+        normalised.append((src, tgt))
+        if reason is None:
+            codes.append(0)
+            hashes += hashlib.blake2b(f"{len(src)}:{src}\t{tgt}".encode(), digest_size=8).digest()
+        else:
+            codes.append(1 + REASONS.index(reason))
+    return normalised, np.array(codes, dtype=np.uint8), np.frombuffer(hashes, dtype="<u8").astype(np.uint64)
+
+
+def select_kept(codes: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, CleaningReport]:
+    """Which pairs :func:`clean` keeps, from :func:`check_pairs`' codes and hashes (of any number of
+    pairs together): those that pass, the first of equal ones; and the report."""
+    first = np.zeros(len(hashes), dtype=bool)
+    first[np.unique(hashes, return_index=True)[1]] = True  # the first occurrence of each pair
+    keep = codes == 0
+    keep[keep] = first
+    report = CleaningReport(read=len(codes), kept=int(keep.sum()))
+    for number, reason in enumerate(REASONS, 1):
+        setattr(report, reason, int((codes == number).sum()))
+    report.duplicates = len(hashes) - report.kept
+    return keep, report
+
+
+# -- helpers ---------------------------------------------------------------------------------------
 
 
 def _share(spec: str) -> tuple[str, float] | None:

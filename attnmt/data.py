@@ -7,18 +7,29 @@ where the source position is padding.  It is built only by :func:`pad_mask`.
 import array
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from attnmt.corpora import Pair
+from attnmt.preprocess import count_tokens, encode_pair, word_vocabularies
 from attnmt.tokenization import Tokenizer, WordTokenizer
 from attnmt.vocab import Vocabulary
 
-if TYPE_CHECKING:
-    from attnmt.prepared import PreparedDataset
+
+class EncodedPairs(Protocol):
+    """What batching and training read from a dataset: a :class:`TranslationDataset`, or the
+    memory-mapped ``attnmt.prepared.PreparedDataset``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> tuple[list[int], list[int]]:
+        """Pair ``i``'s (source ids, target ids)."""
+
+    def length_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(source, target) ids per pair, as two integer arrays."""
 
 
 class TranslationDataset(torch.utils.data.Dataset):
@@ -41,13 +52,10 @@ class TranslationDataset(torch.utils.data.Dataset):
         self.src_tokenizer = src_tokenizer or WordTokenizer(src_lang)
         self.tgt_tokenizer = tgt_tokenizer or WordTokenizer(tgt_lang)
         self.pairs = pairs
-        self.src_ids = [
-            [*src_vocab.encode(self.src_tokenizer.tokenize(s)), Vocabulary.eos_id] for s, _ in pairs
-        ]
-        self.tgt_ids = [
-            [Vocabulary.sos_id, *tgt_vocab.encode(self.tgt_tokenizer.tokenize(t)), Vocabulary.eos_id]
-            for _, t in pairs
-        ]
+        tokenizers = self.src_tokenizer, self.tgt_tokenizer, src_vocab, tgt_vocab
+        encoded = [encode_pair(pair, tokenizers) for pair in pairs]
+        self.src_ids = [s for s, _ in encoded]
+        self.tgt_ids = [t for _, t in encoded]
 
     @staticmethod
     def build_vocabs(
@@ -60,15 +68,10 @@ class TranslationDataset(torch.utils.data.Dataset):
         joint: bool = False,
     ) -> tuple[Vocabulary, Vocabulary]:
         """Source and target vocabularies of the tokenized pairs; with ``joint``, one shared by both."""
-        src_tokenizer = src_tokenizer or WordTokenizer("en")
-        tgt_tokenizer = tgt_tokenizer or WordTokenizer("fr")
-        src_tokens = [src_tokenizer.tokenize(s) for s, _ in pairs]
-        tgt_tokens = [tgt_tokenizer.tokenize(t) for _, t in pairs]
-        if joint:
-            vocab = Vocabulary.build(src_tokens + tgt_tokens, min_freq=min_freq, max_size=max_size)
-            return vocab, vocab
-        src = Vocabulary.build(src_tokens, min_freq=min_freq, max_size=max_size)
-        return src, Vocabulary.build(tgt_tokens, min_freq=min_freq, max_size=max_size)
+        counts = count_tokens(
+            pairs, src_tokenizer or WordTokenizer("en"), tgt_tokenizer or WordTokenizer("fr")
+        )
+        return word_vocabularies(counts, min_freq=min_freq, max_size=max_size, joint=joint)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -128,9 +131,8 @@ def pad(sequences: list[list[int]]) -> tuple[Tensor, Tensor]:
     return ids, pad_mask(lengths)
 
 
-def collate(dataset: "TranslationDataset | PreparedDataset", indices: list[int]) -> Batch:
-    """The batch of ``dataset``'s rows at ``indices`` (any dataset whose ``dataset[i]`` is (source ids,
-    target ids): a :class:`TranslationDataset` or a memory-mapped ``PreparedDataset``)."""
+def collate(dataset: EncodedPairs, indices: list[int]) -> Batch:
+    """The batch of ``dataset``'s rows at ``indices``."""
     rows = [dataset[i] for i in indices]
     src, src_pad_mask = pad([s for s, _ in rows])
     tgt_in, _ = pad([t[:-1] for _, t in rows])

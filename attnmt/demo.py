@@ -23,11 +23,32 @@ def run_demo(*, seed: int = 0, heatmap: Path = Path("attnmt-demo-attention.png")
     config = Config()
     config.train.seed = seed
     torch.manual_seed(seed)
-
-    _step(1, "Data: sentence pairs → tokens → ids (TranslationDataset, Vocabulary)")
     pairs = toy_pairs()
+    dataset = _show_the_data(pairs)
+    example = next(i for i, (en, _) in enumerate(pairs) if en == "She loves cats.")
+    _show_the_untrained_model(config, dataset, example)
+
+    _step(6, f"Training: cross-entropy + Adam, {config.train.epochs} epochs over the {len(pairs)} pairs")
+    translator = train(config, pairs=pairs, progress=True)
+
+    _step(7, "translate_sentence: greedy decoding until <eos>")
+    for sentence in ("She loves cats.", "They are happy."):
+        print(f"  {sentence!r} → {translate_sentence(translator, sentence).text!r}")
+
+    _step(8, f"A new sentence: {NEW_SENTENCE!r}")
+    result = translate_sentence(translator, NEW_SENTENCE)
+    print(f"  {NEW_SENTENCE!r} → {result.text!r}\n")
+    print(attention_table(result.attention, result.src_tokens, result.tokens))
+    plot_attention(result.attention, result.src_tokens, result.tokens, heatmap)
+    print(f"\n  attention heatmap saved to {heatmap}")
+    print(f"\ndone in {time.perf_counter() - started:.0f} s")
+    return result.text
+
+
+def _show_the_data(pairs: list[tuple[str, str]]) -> TranslationDataset:
+    """Step 1: the pairs as tokens and ids."""
+    _step(1, "Data: sentence pairs → tokens → ids (TranslationDataset, Vocabulary)")
     src_vocab, tgt_vocab = TranslationDataset.build_vocabs(pairs)
-    dataset = TranslationDataset(pairs, src_vocab, tgt_vocab)
     en, fr = next(p for p in pairs if p[0] == "She loves cats.")
     print(f"  {len(pairs)} English–French pairs built into attnmt, e.g. {en!r} → {fr!r}")
     print(f"  tokens {tokenize(en)} → ids {src_vocab.encode(tokenize(en))} (+ <eos>)")
@@ -37,14 +58,17 @@ def run_demo(*, seed: int = 0, heatmap: Path = Path("attnmt-demo-attention.png")
         s for s in sources if s.endswith(" happy.")
     ][:3]
     print(f"  {NEW_SENTENCE!r} is not in the data; the model must compose it from {pieces} …")
+    return TranslationDataset(pairs, src_vocab, tgt_vocab)
 
-    model = build_model(config.model, len(src_vocab), len(tgt_vocab))
-    batch = collate(dataset, [pairs.index((en, fr))])
+
+def _show_the_untrained_model(config: Config, dataset: TranslationDataset, example: int) -> None:
+    """Steps 2–5: what each part of the model makes of pair ``example`` before training."""
+    model = build_model(config.model, len(dataset.src_vocab), len(dataset.tgt_vocab))
+    batch = collate(dataset, [example])
     with torch.no_grad():
         model.eval()
         encoded = model.encode(batch.src, batch.src_pad_mask)
-        state = model.init_state(encoded)
-        logits, _, weights = model.decode(batch.tgt_in, state)
+        logits, _, weights = model.decode(batch.tgt_in, model.init_state(encoded))
 
     _step(2, "Encoder: a bidirectional GRU gives every source token a state")
     print(
@@ -62,22 +86,6 @@ def run_demo(*, seed: int = 0, heatmap: Path = Path("attnmt-demo-attention.png")
 
     _step(5, "EncoderDecoderAttention: encoder + attention + decoder in one model")
     print(f"  {sum(p.numel() for p in model.parameters()):,} parameters")
-
-    _step(6, f"Training: cross-entropy + Adam, {config.train.epochs} epochs over the {len(pairs)} pairs")
-    translator = train(config, pairs=pairs, progress=True)
-
-    _step(7, "translate_sentence: greedy decoding until <eos>")
-    for sentence in ("She loves cats.", "They are happy."):
-        print(f"  {sentence!r} → {translate_sentence(translator, sentence).text!r}")
-
-    _step(8, f"A new sentence: {NEW_SENTENCE!r}")
-    result = translate_sentence(translator, NEW_SENTENCE)
-    print(f"  {NEW_SENTENCE!r} → {result.text!r}\n")
-    print(attention_table(result.attention, result.src_tokens, result.tokens))
-    plot_attention(result.attention, result.src_tokens, result.tokens, heatmap)
-    print(f"\n  attention heatmap saved to {heatmap}")
-    print(f"\ndone in {time.perf_counter() - started:.0f} s")
-    return result.text
 
 
 def _step(number: int, title: str) -> None:

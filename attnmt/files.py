@@ -5,6 +5,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from attnmt.errors import AttnmtError
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
@@ -38,3 +40,13 @@ def sha256(path: Path) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def check_writable_dir(directory: Path) -> None:
+    """Make ``directory`` if need be and check that it takes files, or say why not: before long work
+    whose result goes there, not after it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as e:
+        raise AttnmtError(f"{directory}: cannot write there ({e.strerror or e})") from None

@@ -1,12 +1,13 @@
 """Corpora beyond memory: a data spec prepared once into memory-mapped token-id arrays.
 
-``prepare`` streams the training pairs (gzip included), cleans them with :func:`corpora.clean`'s rules
-and counts (duplicates found by 64-bit hashes, first occurrence kept), builds the tokenizers and
-vocabularies (SentencePiece on a bounded random sample, ``data.spm_sample`` pairs), encodes the pairs
-in worker processes, chunk by chunk, and writes, per side, the ids of every kept pair end to end and
-their offsets, beside a manifest.  Two passes over the input (three for word vocabularies, which count
-the kept pairs' words), each holding a few chunks at a time; what grows with the corpus in memory is
-the hashes (8 bytes a passing pair) and a keep flag (1 byte a pair).
+``prepare`` streams the training pairs (gzip included) and cleans them with :func:`corpora.clean`'s
+rules and duplicate hashes, chunk by chunk in worker processes (the first occurrence kept); builds the
+tokenizers and vocabularies with :mod:`attnmt.preprocess`, as the in-memory path does (SentencePiece
+on a bounded random sample, ``data.spm_sample`` pairs); encodes the pairs in worker processes; and
+writes, per side, the ids of every kept pair end to end and their offsets, beside a manifest.  Two
+passes over the input (three for word vocabularies, which count the kept pairs' words), each holding a
+few chunks at a time; what grows with the corpus in memory is the hashes (8 bytes a passing pair) and
+a keep flag (1 byte a pair).
 
 A prepared directory::
 
@@ -35,18 +36,32 @@ from pathlib import Path
 import numpy as np
 
 from attnmt.config import DataConfig
-from attnmt.corpora import CleaningReport, Pair, clean_pair, iter_pairs, spec_files
+from attnmt.corpora import (
+    MAX_RATIO,
+    CleaningReport,
+    Pair,
+    check_pairs,
+    iter_pairs,
+    normalise,
+    select_kept,
+    spec_files,
+)
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_text
-from attnmt.tokenization import SubwordTokenizer, Tokenizer, WordTokenizer
+from attnmt.preprocess import (
+    Tokenizers,
+    build_tokenizers,
+    build_vocabularies,
+    count_tokens,
+    encode_pair,
+    word_vocabularies,
+)
+from attnmt.tokenization import SubwordTokenizer, WordTokenizer
 from attnmt.vocab import Vocabulary
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-MAX_RATIO = 3.0  # corpora.clean's default, the one training uses
 CHUNK = 20_000  # pairs a worker cleans or encodes at a time
-REASONS = ("empty", "too_long", "bad_ratio")  # code 1, 2, 3; 0 = passes the rules
-Tokenizers = tuple[Tokenizer, Tokenizer, Vocabulary, Vocabulary]
 
 
 def settings(data: DataConfig) -> dict:
@@ -230,7 +245,7 @@ def _clean_pass(
     """Pass 1: the rules and hashes of every pair; returns a keep flag per pair read, the report, and
     (``sampling``) a reservoir sample of up to ``data.spm_sample`` passing pairs with their positions."""
     pool.set_state(max_words=data.max_words, src_lang=data.src_lang, tgt_lang=data.tgt_lang)
-    report, codes, hashes = CleaningReport(), [], []
+    codes, hashes = [], []
     reservoir = _Reservoir(data.spm_sample) if sampling else None
     for (chunk,), (code, digest) in pool.map(_check_chunk, ((c,) for c in _chunks(data, root))):
         codes.append(code)
@@ -240,16 +255,10 @@ def _clean_pass(
     code = np.concatenate(codes) if codes else np.zeros(0, np.uint8)
     digest = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
     del codes, hashes
-    first = np.zeros(len(digest), dtype=bool)
-    first[np.unique(digest, return_index=True)[1]] = True  # the first occurrence of each pair
-    keep = code == 0
-    keep[keep] = first
-    report.read, report.kept = len(code), int(keep.sum())
-    for number, reason in enumerate(REASONS, 1):
-        setattr(report, reason, int((code == number).sum()))
-    report.duplicates = len(digest) - report.kept
+    keep, report = select_kept(code, digest)
     sample = []
-    if reservoir is not None:
+    if reservoir is not None:  # positions among the passing pairs: a duplicate found later is left out
+        first = keep[code == 0]
         sample = [(i, pair) for i, pair in sorted(reservoir.items) if first[i]]
     return keep, report, sample
 
@@ -258,27 +267,17 @@ def _build_tokenizers(
     pool: "_Pool", data: DataConfig, root: Path | None, keep: np.ndarray, sample: list[tuple[int, Pair]]
 ) -> Tokenizers:
     """SentencePiece on the sample, or word vocabularies from pass 2's token counts."""
+    src_tok, tgt_tok = build_tokenizers(data, [normalise(pair) for _, pair in sample])
     if data.tokenizer != "word":
-        pairs = [_normalised(pair, data) for _, pair in sample]
-        from attnmt.training import build_tokenizers, build_vocabularies
-
-        src_tok, tgt_tok = build_tokenizers(data, pairs)
         return src_tok, tgt_tok, *build_vocabularies(data, [], src_tok, tgt_tok)
     counts: tuple[Counter, Counter] = (Counter(), Counter())
     for _, (src, tgt) in pool.map(_count_chunk, _with_keep(_chunks(data, root), keep)):
         counts[0].update(src)
         counts[1].update(tgt)
-    if data.joint_vocab:
-        vocab = _vocabulary(counts[0] + counts[1], data)
-        return WordTokenizer(data.src_lang), WordTokenizer(data.tgt_lang), vocab, vocab
-    src_vocab, tgt_vocab = (_vocabulary(c, data) for c in counts)
-    return WordTokenizer(data.src_lang), WordTokenizer(data.tgt_lang), src_vocab, tgt_vocab
-
-
-def _vocabulary(counts: Counter, data: DataConfig) -> Vocabulary:
-    """:meth:`Vocabulary.build` from counts."""
-    kept = sorted((t for t, c in counts.items() if c >= data.min_freq), key=lambda t: (-counts[t], t))
-    return Vocabulary(kept[: data.max_vocab_size] if data.max_vocab_size is not None else kept)
+    vocabularies = word_vocabularies(
+        counts, min_freq=data.min_freq, max_size=data.max_vocab_size, joint=data.joint_vocab
+    )
+    return src_tok, tgt_tok, *vocabularies
 
 
 def _encode_pass(
@@ -322,10 +321,6 @@ def _with_keep(chunks: Iterable[list[Pair]], keep: np.ndarray) -> Iterator[tuple
         start += len(chunk)
 
 
-def _normalised(pair: Pair, data: DataConfig) -> Pair:
-    return clean_pair(*pair, max_words=data.max_words, max_ratio=MAX_RATIO)[0]
-
-
 class _Reservoir:
     """A uniform random sample of at most ``size`` items of a stream (Vitter's algorithm R, seeded):
     every item while fewer than ``size`` have come, so a small corpus is sampled whole, in order."""
@@ -356,41 +351,27 @@ def _set_state(state: dict) -> None:
 
 
 def _check_chunk(chunk: list[Pair]) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair a code (0: passes the rules, else 1 + its index in REASONS); the 64-bit hashes of the
-    normalised pairs that pass."""
-    codes, hashes = np.zeros(len(chunk), np.uint8), []
-    for row, pair in enumerate(chunk):
-        (src, tgt), reason = clean_pair(*pair, max_words=_STATE["max_words"], max_ratio=MAX_RATIO)
-        if reason is not None:
-            codes[row] = 1 + REASONS.index(reason)
-        else:
-            text = f"{len(src)}:{src}\t{tgt}".encode()
-            hashes.append(int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little"))
-    return codes, np.array(hashes, dtype=np.uint64)
+    """:func:`corpora.check_pairs`' codes and hashes."""
+    _, codes, hashes = check_pairs(chunk, max_words=_STATE["max_words"])
+    return codes, hashes
 
 
 def _kept(chunk: list[Pair], keep: np.ndarray) -> Iterator[Pair]:
     for pair, kept in zip(chunk, keep.tolist(), strict=True):
         if kept:
-            yield clean_pair(*pair, max_words=_STATE["max_words"], max_ratio=MAX_RATIO)[0]
+            yield normalise(pair)
 
 
 def _count_chunk(chunk: list[Pair], keep: np.ndarray) -> tuple[Counter, Counter]:
-    tokenizers = WordTokenizer(_STATE["src_lang"]), WordTokenizer(_STATE["tgt_lang"])
-    counts: tuple[Counter, Counter] = (Counter(), Counter())
-    for src, tgt in _kept(chunk, keep):
-        counts[0].update(tokenizers[0].tokenize(src))
-        counts[1].update(tokenizers[1].tokenize(tgt))
-    return counts
+    src_tok, tgt_tok = WordTokenizer(_STATE["src_lang"]), WordTokenizer(_STATE["tgt_lang"])
+    return count_tokens(_kept(chunk, keep), src_tok, tgt_tok)
 
 
 def _encode_chunk(chunk: list[Pair], keep: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(lengths, ids) per side of the kept pairs: source ``w1 … wn <eos>``, target ``<sos> … <eos>``."""
-    src_tok, tgt_tok, src_vocab, tgt_vocab = _STATE["tokenizers"]
+    """(lengths, ids) per side of the kept pairs (:func:`preprocess.encode_pair`)."""
     sides: list[list[int]] = [[], [], [], []]  # source lengths, source ids, target lengths, target ids
-    for src, tgt in _kept(chunk, keep):
-        s = [*src_vocab.encode(src_tok.tokenize(src)), Vocabulary.eos_id]
-        t = [Vocabulary.sos_id, *tgt_vocab.encode(tgt_tok.tokenize(tgt)), Vocabulary.eos_id]
+    for pair in _kept(chunk, keep):
+        s, t = encode_pair(pair, _STATE["tokenizers"])
         sides[0].append(len(s))
         sides[1] += s
         sides[2].append(len(t))

@@ -9,7 +9,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import shutil
 import sys
 import time
@@ -24,16 +23,24 @@ from tqdm import tqdm
 from attnmt.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from attnmt.config import Config, DataConfig, TrainConfig
 from attnmt.corpora import Pair, clean, group_references, load_pairs
-from attnmt.data import Batch, BatchPlan, TranslationDataset, bucketed_batches, collate, plan_batches
+from attnmt.data import (
+    Batch,
+    BatchPlan,
+    EncodedPairs,
+    TranslationDataset,
+    bucketed_batches,
+    collate,
+    plan_batches,
+)
 from attnmt.device import autocast, resolve_precision, reuse_freed_memory, select_device
 from attnmt.distributed import ONE_PROCESS, World, init_world, local_device
 from attnmt.errors import AttnmtError
-from attnmt.files import atomic_write_text
+from attnmt.files import atomic_write_text, check_writable_dir
 from attnmt.metrics import corpus_scores
-from attnmt.model import EncoderDecoderAttention, build_model
+from attnmt.model import Seq2Seq, build_model
 from attnmt.modeldir import CONFIG, load_model, save_model
 from attnmt.prepared import PreparedDataset, ensure_prepared, tokenizer_hash
-from attnmt.tokenization import SubwordTokenizer, Tokenizer, WordTokenizer
+from attnmt.preprocess import Tokenizers, build_tokenizers, build_vocabularies
 from attnmt.translator import DecodeOptions, Translator
 from attnmt.vocab import Vocabulary
 
@@ -51,40 +58,6 @@ def loss_fn(
     logits, _ = model(batch.src, batch.src_pad_mask, batch.tgt_in, teacher_forcing, keep)
     return F.cross_entropy(
         logits.float(), batch.tgt_out[keep], reduction="sum", label_smoothing=label_smoothing
-    )
-
-
-def build_tokenizers(data: DataConfig, pairs: list[Pair]) -> tuple[Tokenizer, Tokenizer]:
-    """Word tokenizers, or SentencePiece models trained on ``pairs`` (jointly or per language), at most
-    ``data.spm_sample`` of them, a random sample."""
-    if data.tokenizer == "word":
-        return WordTokenizer(data.src_lang), WordTokenizer(data.tgt_lang)
-    if len(pairs) > data.spm_sample:
-        pairs = [pairs[i] for i in sorted(random.Random(0).sample(range(len(pairs)), data.spm_sample))]
-    options = {"vocab_size": data.vocab_size, "model_type": data.tokenizer}
-    if data.joint_vocab:
-        joint = SubwordTokenizer.train([s for s, _ in pairs] + [t for _, t in pairs], **options)
-        return joint, joint
-    return (
-        SubwordTokenizer.train([s for s, _ in pairs], **options),
-        SubwordTokenizer.train([t for _, t in pairs], **options),
-    )
-
-
-def build_vocabularies(
-    data: DataConfig, pairs: list[Pair], src_tok: Tokenizer, tgt_tok: Tokenizer
-) -> tuple[Vocabulary, Vocabulary]:
-    """Every SentencePiece piece for subwords; for words, the tokens of ``pairs`` (min_freq, max size)."""
-    if isinstance(src_tok, SubwordTokenizer):
-        src_vocab = Vocabulary(src_tok.pieces())
-        return src_vocab, src_vocab if tgt_tok is src_tok else Vocabulary(tgt_tok.pieces())
-    return TranslationDataset.build_vocabs(
-        pairs,
-        min_freq=data.min_freq,
-        max_size=data.max_vocab_size,
-        src_tokenizer=src_tok,
-        tgt_tokenizer=tgt_tok,
-        joint=data.joint_vocab,
     )
 
 
@@ -189,65 +162,43 @@ def train(
     into memory-mapped arrays (``data.prepared``, else ``model_dir/prepared``: see attnmt.prepared) and
     read from there; the batches and the model are those of the same pairs held in memory.
     """
+    model_dir = None if model_dir is None else Path(model_dir)
     torch.manual_seed(config.train.seed)
-    device = local_device(select_device(config.train.device))
-    precision = resolve_precision(device, config.train.precision)
-    if device.type == "cpu":
-        reuse_freed_memory()
-    world = init_world(device)
+    device, precision, world = _device_and_world(config.train)
     progress = progress and world.is_main
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
-    previous = _resumable_model(config, model_dir) if resume else None
-    if pairs is None and (model_dir is not None or config.data.prepared is not None):  # memory-mapped
-        if model_dir is not None and world.is_main:
-            _check_takes_files(Path(model_dir))  # before preparing there, not after
-        directory = Path(config.data.prepared or Path(model_dir) / "prepared")
-        dataset, (src_tok, tgt_tok, src_vocab, tgt_vocab) = _prepared(
-            config.data, directory, data_root, previous, world, say
-        )
-    else:  # pairs given, or nowhere to prepare them: in memory
-        if pairs is None:
-            pairs = _training_pairs(config.data, data_root, say)
-        if not pairs:
-            raise AttnmtError("no training pairs")
-        src_tok, tgt_tok, src_vocab, tgt_vocab = _tokenizers_and_vocabularies(
-            config.data, pairs, previous, world
-        )
-        dataset = TranslationDataset(
-            pairs, src_vocab, tgt_vocab, src_lang=config.data.src_lang, tgt_lang=config.data.tgt_lang,
-            src_tokenizer=src_tok, tgt_tokenizer=tgt_tok,
-        )  # fmt: skip
+    # the data: the training pairs as ids (by the resumed model's tokenizers, else new ones), dev pairs
+    given = _tokenizers_of(_resumable_model(config, model_dir)) if resume else None
+    dataset, tokenizers = _training_data(config.data, pairs, model_dir, data_root, given, world, say)
     dev = None
     if config.data.dev is not None:
         dev = load_pairs(
             config.data.dev, src_lang=config.data.src_lang, tgt_lang=config.data.tgt_lang, root=data_root
         )
-    model = build_model(config.model, len(src_vocab), len(tgt_vocab), config.data.joint_vocab).to(device)
+    # the model and Adam: new, or as the newest checkpoint left them
+    translator = _new_model(config, tokenizers, device)
+    model = translator.model
     say(f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}, {precision}")
     if model_dir is not None and world.is_main:
-        _check_writable(Path(model_dir), model, config.train.keep_checkpoints)
+        _check_writable(model_dir, model, config.train.keep_checkpoints)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=device.type in FUSED_ADAM)
-    state = Progress()
-    if resume:
-        checkpoint = latest_checkpoint(model_dir)
-        state = Progress.from_checkpoint(load_checkpoint(checkpoint, model, optimizer))
-        say(f"resuming from {checkpoint} (update {state.step:,}, epoch {state.epoch})")
+    state = _resumed_progress(model_dir, model, optimizer, say) if resume else Progress()
+    # the loop
     run = _Run(
-        config=config,
-        translator=Translator(model, src_vocab, tgt_vocab, src_tok, tgt_tok, config),
-        optimizer=optimizer,
-        state=state,
-        dataset=dataset,
-        dev=dev,
-        model_dir=None if model_dir is None else Path(model_dir),
-        device=device,
-        precision=precision,
-        world=world,
-        say=say,
-        show_bar=progress,
-    )
+        config=config, translator=translator, optimizer=optimizer, state=state, dataset=dataset, dev=dev,
+        model_dir=model_dir, device=device, precision=precision, world=world, say=say, show_bar=progress,
+    )  # fmt: skip
     run.loop()
     return run.translator
+
+
+def _device_and_world(train: TrainConfig) -> tuple[torch.device, str, World]:
+    """The device this process trains on, its precision (never ``auto``) and the processes' world."""
+    device = local_device(select_device(train.device))
+    precision = resolve_precision(device, train.precision)
+    if device.type == "cpu":
+        reuse_freed_memory()
+    return device, precision, init_world(device)
 
 
 def _resumable_model(config: Config, model_dir: Path | None) -> Translator:
@@ -257,6 +208,57 @@ def _resumable_model(config: Config, model_dir: Path | None) -> Translator:
     previous = load_model(model_dir)
     _check_resumable(previous.config, config, Path(model_dir) / CONFIG)
     return previous
+
+
+def _tokenizers_of(translator: Translator) -> Tokenizers:
+    return translator.src_tokenizer, translator.tgt_tokenizer, translator.src_vocab, translator.tgt_vocab
+
+
+def _training_data(
+    data: DataConfig,
+    pairs: list[Pair] | None,
+    model_dir: Path | None,
+    root: Path | None,
+    given: Tokenizers | None,
+    world: World,
+    say: Callable[[str], None],
+) -> tuple[EncodedPairs, Tokenizers]:
+    """The training pairs as ids, and the tokenizers and vocabularies that encoded them (``given``, a
+    resumed model's, else built).  Without ``pairs``, and with ``model_dir`` or ``data.prepared``, the
+    pairs are prepared into memory-mapped arrays; else they are held in memory."""
+    if pairs is None and (model_dir is not None or data.prepared is not None):
+        if model_dir is not None and world.is_main:
+            check_writable_dir(model_dir)  # before preparing there, not after
+        directory = Path(data.prepared or model_dir / "prepared")
+        return _prepared(data, directory, root, given, world, say)
+    if pairs is None:
+        pairs = _training_pairs(data, root, say)
+    if not pairs:
+        raise AttnmtError("no training pairs")
+    tokenizers = given or _built_tokenizers(data, pairs, world)
+    src_tok, tgt_tok, src_vocab, tgt_vocab = tokenizers
+    dataset = TranslationDataset(
+        pairs, src_vocab, tgt_vocab, src_lang=data.src_lang, tgt_lang=data.tgt_lang,
+        src_tokenizer=src_tok, tgt_tokenizer=tgt_tok,
+    )  # fmt: skip
+    return dataset, tokenizers
+
+
+def _new_model(config: Config, tokenizers: Tokenizers, device: torch.device) -> Translator:
+    """A freshly initialised model for ``tokenizers``' vocabularies, on ``device``."""
+    src_tok, tgt_tok, src_vocab, tgt_vocab = tokenizers
+    model = build_model(config.model, len(src_vocab), len(tgt_vocab), config.data.joint_vocab).to(device)
+    return Translator(model, src_vocab, tgt_vocab, src_tok, tgt_tok, config)
+
+
+def _resumed_progress(
+    model_dir: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, say: Callable[[str], None]
+) -> Progress:
+    """The newest checkpoint's weights and Adam state loaded into ``model`` and ``optimizer``; its progress."""
+    checkpoint = latest_checkpoint(model_dir)
+    state = Progress.from_checkpoint(load_checkpoint(checkpoint, model, optimizer))
+    say(f"resuming from {checkpoint} (update {state.step:,}, epoch {state.epoch})")
+    return state
 
 
 def _training_pairs(data: DataConfig, root: Path | None, say: Callable[[str], None]) -> list[Pair]:
@@ -273,16 +275,13 @@ def _prepared(
     data: DataConfig,
     directory: Path,
     root: Path | None,
-    previous: Translator | None,
+    given: Tokenizers | None,
     world: World,
     say: Callable[[str], None],
-) -> tuple[PreparedDataset, tuple[Tokenizer, Tokenizer, Vocabulary, Vocabulary]]:
+) -> tuple[PreparedDataset, Tokenizers]:
     """``data.train`` prepared into ``directory`` (reused when its manifest matches), encoded with the
-    resumed model's tokenizers if there is one.  Rank 0 prepares while the others wait; then the first
-    process of each other machine prepares there if its disk is not shared and it finds nothing."""
-    given = None
-    if previous is not None:
-        given = previous.src_tokenizer, previous.tgt_tokenizer, previous.src_vocab, previous.tgt_vocab
+    ``given`` tokenizers if any.  Rank 0 prepares while the others wait; then the first process of
+    each other machine prepares there if its disk is not shared and it finds nothing."""
     if world.is_main:
         ensure_prepared(directory, data, root=root, tokenizers=given, say=say)
     world.wait_for_main()
@@ -296,13 +295,9 @@ def _prepared(
     return dataset, tokenizers
 
 
-def _tokenizers_and_vocabularies(
-    data: DataConfig, pairs: list[Pair], previous: Translator | None, world: World
-) -> tuple[Tokenizer, Tokenizer, Vocabulary, Vocabulary]:
-    """Those of the run resumed (``previous``), or built from ``pairs`` once, by rank 0, so that every
-    process has the very same."""
-    if previous is not None:
-        return previous.src_tokenizer, previous.tgt_tokenizer, previous.src_vocab, previous.tgt_vocab
+def _built_tokenizers(data: DataConfig, pairs: list[Pair], world: World) -> Tokenizers:
+    """The tokenizers and vocabularies of ``pairs``, built once, by rank 0, so that every process has
+    the very same."""
     built = None
     if world.is_main:
         src_tok, tgt_tok = build_tokenizers(data, pairs)
@@ -400,7 +395,7 @@ class _Run:
     translator: Translator  # the model trained, with its vocabularies and tokenizers
     optimizer: torch.optim.Optimizer
     state: Progress
-    dataset: TranslationDataset
+    dataset: EncodedPairs  # a TranslationDataset, or a PreparedDataset
     dev: list[Pair] | None  # validation pairs; None: no validation
     model_dir: Path | None  # where checkpoints and the best model go; None: nowhere
     device: torch.device
@@ -410,7 +405,7 @@ class _Run:
     show_bar: bool
 
     def __post_init__(self) -> None:
-        self.model: EncoderDecoderAttention = self.translator.model
+        self.model: Seq2Seq = self.translator.model  # an nn.Module too
         self.trained = self.model  # what a training step runs: the model, or its DDP wrapper
         if self.world.size > 1:
             self.trained = torch.nn.parallel.DistributedDataParallel(self.model)
@@ -587,7 +582,7 @@ def mean_loss(model: torch.nn.Module, dataset: TranslationDataset, batch_tokens:
 def _check_writable(model_dir: Path, model: torch.nn.Module, keep: int) -> None:
     """Fail before training, not an hour in: the directory must take files, and the disk must hold the
     model and ``keep`` + 1 checkpoints (weights and Adam's two moments each)."""
-    _check_takes_files(model_dir)
+    check_writable_dir(model_dir)
     size = 4 * sum(p.numel() for p in model.parameters())
     needed, free = size * (2 + 3 * (keep + 1)), shutil.disk_usage(model_dir).free
     if free < needed:
@@ -595,16 +590,6 @@ def _check_writable(model_dir: Path, model: torch.nn.Module, keep: int) -> None:
             f"{model_dir}: {free / 1e6:,.0f} MB free; this run needs about {needed / 1e6:,.0f} MB "
             f"for its model and {keep} checkpoints"
         )
-
-
-def _check_takes_files(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".attnmt-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise AttnmtError(f"{directory}: cannot write there ({e.strerror or e})") from None
 
 
 def _check_resumable(saved: Config, given: Config, source: Path) -> None:

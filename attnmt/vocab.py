@@ -27,9 +27,16 @@ class Vocabulary:
     def build(
         cls, sentences: Iterable[list[str]], *, min_freq: int = 1, max_size: int | None = None
     ) -> "Vocabulary":
+        """:meth:`from_counts` of the tokens in ``sentences``."""
+        counts = Counter(token for sentence in sentences for token in sentence)
+        return cls.from_counts(counts, min_freq=min_freq, max_size=max_size)
+
+    @classmethod
+    def from_counts(
+        cls, counts: Counter[str], *, min_freq: int = 1, max_size: int | None = None
+    ) -> "Vocabulary":
         """Keep tokens seen at least ``min_freq`` times, most frequent first (ties alphabetical),
         at most ``max_size`` of them besides the specials."""
-        counts = Counter(token for sentence in sentences for token in sentence)
         kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
         return cls(kept[:max_size] if max_size is not None else kept)
 

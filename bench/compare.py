@@ -130,7 +130,7 @@ def tatoeba_dataset(every: int = 1):
     SentencePiece model trained on those pairs, as ``attnmt train`` builds it."""
     from attnmt.corpora import clean, load_pairs
     from attnmt.data import TranslationDataset
-    from attnmt.training import build_tokenizers, build_vocabularies
+    from attnmt.preprocess import build_tokenizers, build_vocabularies
 
     pairs, _ = clean(load_pairs(DATA.train), max_words=DATA.max_words)
     pairs = pairs[::every]

@@ -45,9 +45,12 @@ def test_translate_from_stdin_keeps_order_and_line_count(model_dir):
     assert out[-3:-1] == single  # batched = one at a time
 
 
-def test_translate_text_in_process(model_dir, capsys):
+def test_translate_text_in_process_prints_what_the_library_translates(model_dir, capsys):
+    from attnmt.modeldir import load_model
+
     assert main(["translate", str(model_dir), "--text", "I am happy.", "--text", "He is tired."]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    expected = [t.text for t in load_model(model_dir).translate(["I am happy.", "He is tired."])]
+    assert capsys.readouterr().out.splitlines() == expected  # one line each, in order, beam 5 as by default
 
 
 def test_int8_translates_like_fp32(model_dir, capsys):
@@ -185,7 +188,7 @@ def test_attention_writes_one_picture_per_sentence(model_dir, tmp_path, capsys):
 
 
 @pytest.fixture
-def test_tsv(tmp_path) -> Path:
+def held_out_tsv(tmp_path) -> Path:
     pairs = [
         ("She loves cats.", "Elle aime les chats."),
         ("We are happy.", "Nous sommes heureux."),
@@ -200,9 +203,9 @@ def test_tsv(tmp_path) -> Path:
     return path
 
 
-def test_evaluate_scores_with_signatures_and_writes_hypotheses(model_dir, test_tsv, tmp_path, capsys):
+def test_evaluate_scores_with_signatures_and_writes_hypotheses(model_dir, held_out_tsv, tmp_path, capsys):
     out = tmp_path / "hyps.txt"
-    assert main(["evaluate", str(model_dir), "--data", str(test_tsv), "-o", str(out), "--by-length"]) == 0
+    assert main(["evaluate", str(model_dir), "--data", str(held_out_tsv), "-o", str(out), "--by-length"]) == 0
     printed = capsys.readouterr().out
     assert "3 sentences, 4 references" in printed
     assert "BLEU" in printed and "nrefs:var|case:mixed|eff:no|tok:13a" in printed
@@ -213,7 +216,9 @@ def test_evaluate_scores_with_signatures_and_writes_hypotheses(model_dir, test_t
     assert sum(int(row.split()[1]) for row in table) == 3
 
 
-def test_evaluate_plots_bleu_by_length_for_several_models(model_dir, test_tsv, tmp_path, capsys, monkeypatch):
+def test_evaluate_plots_bleu_by_length_for_several_models(
+    model_dir, held_out_tsv, tmp_path, capsys, monkeypatch
+):
     import shutil
 
     import attnmt.plotting
@@ -226,7 +231,7 @@ def test_evaluate_plots_bleu_by_length_for_several_models(model_dir, test_tsv, t
         attnmt.plotting, "plot_bleu_by_length", lambda r, path: drawn.update(r) or real(r, path)
     )
     plot = tmp_path / "by-length.svg"
-    args = ["evaluate", str(model_dir), str(twin), "--data", str(test_tsv), "--by-length", "--beam", "1"]
+    args = ["evaluate", str(model_dir), str(twin), "--data", str(held_out_tsv), "--by-length", "--beam", "1"]
     assert main([*args, "--plot", str(plot)]) == 0
     assert sorted(drawn) == sorted([str(model_dir), str(twin)])  # one line per model
     assert all(sum(b.sentences for b in buckets) == 3 for buckets in drawn.values())

@@ -1,11 +1,14 @@
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from attnmt.corpora import (
     DEV_FRACTION,
     TEST_FRACTION,
+    DataSpec,
+    check_pairs,
     clean,
     data_dir,
     group_references,
@@ -15,6 +18,7 @@ from attnmt.corpora import (
     load_pairs,
     read_parallel,
     read_tsv,
+    select_kept,
     spec_files,
     tatoeba_split,
 )
@@ -137,6 +141,33 @@ def test_cleaning_counts_what_it_drops():
     assert (report.read, report.empty, report.too_long, report.bad_ratio, report.duplicates, report.kept) == (
         6, 1, 1, 1, 1, 2,
     )  # fmt: skip
+
+
+def test_cleaning_chunk_by_chunk_is_cleaning_at_once():
+    """What attnmt.prepared does: the rules and hashes per chunk, the duplicates over them all."""
+    pairs = [("a b", "c"), ("a  b", "c"), ("", "x"), ("d", "e"), ("a b", "c"), ("x " * 81, "y"), ("d", "e")]
+    checked = [check_pairs(pairs[i : i + 3], max_words=80) for i in range(0, len(pairs), 3)]
+    keep, report = select_kept(
+        np.concatenate([c for _, c, _ in checked]), np.concatenate([h for *_, h in checked])
+    )
+    kept, whole = clean(pairs)
+    assert keep.tolist() == [True, False, False, True, False, False, False]
+    assert report == whole and kept == [("a b", "c"), ("d", "e")]
+
+
+def test_a_spec_is_parsed_once_into_its_parts(tmp_path):
+    spec = DataSpec.parse(f"tatoeba:train+long:{tmp_path / 'p.tsv'}@0.25")
+    assert [part.kind for part in spec.parts] == ["tatoeba", "share"]
+    share = spec.parts[1]
+    assert (share.share, share.parts[0].kind, share.parts[0].parts[0].paths) == (
+        0.25, "long", (tmp_path / "p.tsv",),
+    )  # fmt: skip
+    assert DataSpec.parse("a.en,a.fr") == DataSpec(
+        "a.en,a.fr", "parallel", paths=(Path("a.en"), Path("a.fr"))
+    )
+    for read in (load_pairs, iter_pairs, spec_files):  # a spec's mistakes are found before reading
+        with pytest.raises(AttnmtError, match="tatoeba:dev2: unknown split"):
+            read(f"{tmp_path / 'missing.tsv'}+tatoeba:dev2")
 
 
 def test_long_sentences_are_consecutive_pairs_joined(tmp_path):

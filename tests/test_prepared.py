@@ -20,9 +20,10 @@ from attnmt.corpora import clean, load_pairs
 from attnmt.data import TranslationDataset, plan_batches
 from attnmt.errors import AttnmtError
 from attnmt.prepared import MANIFEST, PreparedDataset, ensure_prepared, prepare, why_stale
+from attnmt.preprocess import build_tokenizers
 from attnmt.synthetic import synthetic_pairs, write_synthetic_tsv
 from attnmt.tokenization import SubwordTokenizer
-from attnmt.training import build_tokenizers, train
+from attnmt.training import train
 
 TINY = {"model": {"embed_size": 16, "hidden_size": 32, "dropout": 0.3}}
 

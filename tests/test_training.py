@@ -19,6 +19,7 @@ from attnmt.checkpoint import latest_checkpoint
 from attnmt.config import config_from_dict
 from attnmt.corpora import toy_pairs
 from attnmt.data import TranslationDataset, bucketed_batches, collate
+from attnmt.errors import AttnmtError
 from attnmt.model import build_model
 from attnmt.modeldir import load_model
 from attnmt.tokenization import SubwordTokenizer
@@ -91,7 +92,7 @@ def test_resume_refuses_a_different_model(tmp_path):
     train(_config(max_steps=7), pairs=PAIRS, model_dir=tmp_path, progress=False)
     changed = _config(max_steps=14)
     changed.model.hidden_size = 64
-    with pytest.raises(Exception, match=r"model\.hidden_size"):
+    with pytest.raises(AttnmtError, match=r"model\.hidden_size"):
         train(changed, pairs=PAIRS, model_dir=tmp_path, resume=True, progress=False)
 
 

@@ -1,6 +1,7 @@
 import json
 import re
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,8 @@ def test_build_honours_min_freq_and_max_size(min_freq, max_size, expected):
     sentences = [["the", "cat", "sat"], ["the", "dog"], ["the", "cat", "dog", "a", "mat"]]
     vocab = Vocabulary.build(sentences, min_freq=min_freq, max_size=max_size)
     assert vocab.itos == SPECIALS + expected
+    counts = Counter(token for sentence in sentences for token in sentence)  # what prepare counts
+    assert Vocabulary.from_counts(counts, min_freq=min_freq, max_size=max_size).itos == vocab.itos
 
 
 def test_build_is_deterministic_whatever_the_input_order():
