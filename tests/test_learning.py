@@ -2,9 +2,11 @@
 
 The bars hold on any x86 CPU: float order differs between torch's kernel levels (and ``precision:
 auto`` trains in bf16 where the CPU has it natively), so each comment gives the spread measured over
-seeds and kernel levels — ``ATEN_CPU_CAPABILITY=default``, ``avx2``, and this project's AVX-512 BF16
-machine's own (bf16) — with torch 2.13.0, 2 threads, and the bar sits outside it.  Re-measure with
-``python tests/test_learning.py NAME --seeds 0 1 [--steps N]`` under each ``ATEN_CPU_CAPABILITY``.
+seeds and kernel levels (``ATEN_CPU_CAPABILITY=default`` and ``avx2``; torch 2.13.0, 2 threads, a
+2-core AVX2-only EPYC, 2026-12-07) and the bar sits well below it.  The ``budget`` schedule (hold, then
+fall to 0) learns in 600 updates what a constant rate learnt in 1,000; AVX-512 BF16's bf16 training was
+not re-measured with it (under the constant rate it stayed within the other levels' spread).  Re-measure
+with ``python tests/test_learning.py NAME --seeds 0 1 [--steps N]`` under each ``ATEN_CPU_CAPABILITY``.
 """
 
 import pytest
@@ -18,16 +20,18 @@ from attnmt.translator import DecodeOptions
 TRANSFORMER = {"architecture": "transformer", "hidden_size": 64, "heads": 4, "ff_size": 128, "layers": 2}
 
 
-def reversal_accuracy(attention: str, steps: int = 1000, seed: int = 0, **model) -> float:
-    """Exact-match accuracy on 300 new sequences after ``steps`` updates (1,000: about 30 s on 2 cores)."""
+def reversal_accuracy(attention: str, steps: int = 600, seed: int = 0, **model) -> float:
+    """Exact-match accuracy on 300 new sequences after ``steps`` updates of the ``budget`` schedule:
+    the learning rate held, then falling linearly to 0 over the last 30 % (the Transformer warms up
+    over its first 100 updates)."""
+    transformer = model.get("architecture") == "transformer"
     config = config_from_dict(
         {
             "model": {"attention": attention, "embed_size": 32, "hidden_size": 128, "dropout": 0.0, **model},
-            "train": {"epochs": 100, "max_steps": steps, "batch_tokens": 1700, "lr": 0.003, "seed": seed},
+            "train": {"epochs": 100, "max_steps": steps, "batch_tokens": 1700, "lr": 0.003, "seed": seed,
+                      "schedule": "budget", "warmup_steps": 100 if transformer else 0},
         }
-    )
-    if config.model.architecture == "transformer":  # warmup, then inverse square root (Vaswani et al.)
-        config.train.schedule, config.train.warmup_steps = "inverse_sqrt", 100
+    )  # fmt: skip
     model = train(config, pairs=reversal_pairs(20_000, seed=0), progress=False)
     test = reversal_pairs(300, seed=1)
     outputs = model.translate([src for src, _ in test], DecodeOptions(beam_size=1))
@@ -36,32 +40,30 @@ def reversal_accuracy(attention: str, steps: int = 1000, seed: int = 0, **model)
 
 @pytest.mark.slow
 def test_attention_model_learns_to_reverse_sequences():
-    # measured 0.913 and 0.983 (seeds 0, 1; AVX-512, bf16), 0.967 (AVX2), 0.957 (default), seed 0
-    assert reversal_accuracy("additive") >= 0.85
+    # measured 0.997 and 0.997 (seeds 0, 1; AVX2), 1.0 (default, seed 0)
+    assert reversal_accuracy("additive") >= 0.9
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("attention", ["dot", "general", "scaled_dot"])
 def test_every_attention_variant_learns_to_reverse(attention):
-    # measured, seed 0: dot 0.913 (AVX2) 0.953 (default) 0.947 (AVX-512, bf16); general 0.903 (AVX2)
-    # 0.973 (AVX-512, bf16); scaled_dot 0.967 (AVX2) 0.967 (AVX-512, bf16)
+    # measured, seed 0: dot 0.96 (AVX2) 0.96 (default); general 0.99 (AVX2) 0.993 (default);
+    # scaled_dot 0.967 (AVX2) 0.967 (default)
     assert reversal_accuracy(attention) >= 0.85
 
 
 @pytest.mark.slow
 def test_the_transformer_learns_to_reverse_sequences():
-    """2 + 2 layers, d_model 64, 2,500 updates.  At the GRUs' 1,000 it sits on the cliff where reversal is
-    learnt: 0.557–0.897 over seeds 0–1 and the three kernel levels (0.827 on AVX-512 in fp32, seed 0), so
-    no bar both holds and proves much.  At 2,500: 0.897 and 0.977 (seeds 0, 1; AVX-512, bf16), 0.933
-    (AVX2) and 0.950 (default), seed 0 — the bar leaves 0.1 below the lowest and stays far above the
-    fixed vector's 0.29–0.30."""
-    assert reversal_accuracy("scaled_dot", steps=2500, **TRANSFORMER) >= 0.8
+    """2 + 2 layers, d_model 64, 1,000 updates (100 of warm-up).  At 700 it sits on the cliff where
+    reversal is learnt (0.897 and 0.77, seeds 0 and 1, AVX2); at 1,000: 0.98 and 0.973 (AVX2), 0.993
+    (default, seed 0) — far above the fixed vector's 0.31."""
+    assert reversal_accuracy("scaled_dot", steps=1000, **TRANSFORMER) >= 0.85
 
 
 @pytest.mark.slow
 def test_without_attention_the_same_budget_does_far_worse():
     """One fixed context vector cannot hold a 20-symbol sequence (Cho et al. 2014's bottleneck)."""
-    assert reversal_accuracy("none") <= 0.5  # measured 0.303 (AVX2, default), 0.287 (AVX-512, bf16)
+    assert reversal_accuracy("none") <= 0.5  # measured 0.313 (AVX2, default)
 
 
 @pytest.mark.slow
@@ -87,7 +89,7 @@ if __name__ == "__main__":  # the spread behind the bars: one line per run
     parser = argparse.ArgumentParser(description="reversal accuracy of one learning-test model, per seed")
     parser.add_argument("name", choices=["none", "dot", "general", "additive", "scaled_dot", "transformer"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=600)
     args = parser.parse_args()
     torch.set_num_threads(2)
     for seed in args.seeds:
