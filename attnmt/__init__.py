@@ -14,12 +14,13 @@ from attnmt.config import Config, load_config
 from attnmt.data import TranslationDataset
 from attnmt.decoders import Decoder
 from attnmt.encoders import Encoder
+from attnmt.engine import DecodeOptions, Engine, Score, Translation
 from attnmt.errors import AttnmtError
 from attnmt.model import EncoderDecoderAttention
 from attnmt.modeldir import load_model, save_model
 from attnmt.training import train
 from attnmt.transformer import Transformer
-from attnmt.translator import DecodeOptions, Score, Translation, Translator, translate_sentence
+from attnmt.translator import Translator, translate_sentence
 from attnmt.vocab import Vocabulary
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "Decoder",
     "Encoder",
     "EncoderDecoderAttention",
+    "Engine",
     "Score",
     "Transformer",
     "Translation",

@@ -183,7 +183,7 @@ prepare(Path(sys.argv[1]), config_from_dict({"data": {"train": sys.argv[2]}}).da
 
 @pytest.mark.slow
 def test_a_prepare_killed_midway_leaves_nothing_complete_and_the_next_rebuilds(tmp_path):
-    corpus = write_synthetic_tsv(tmp_path / "c.tsv.gz", 300_000)
+    corpus = write_synthetic_tsv(tmp_path / "c.tsv.gz", 150_000)
     directory = tmp_path / "prepared"
     process = subprocess.Popen([sys.executable, "-c", PREPARE, str(directory), str(corpus)])
     while not list(tmp_path.glob(".prepared.tmp-*/src.ids")):  # encoding has begun
