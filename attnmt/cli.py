@@ -23,7 +23,7 @@ from attnmt.device import reuse_freed_memory, select_device
 from attnmt.download import DIRECTORIES, download
 from attnmt.engine import DecodeOptions, Engine
 from attnmt.errors import AttnmtError
-from attnmt.export import QUANTIZATIONS, export_ctranslate2
+from attnmt.export import QUANTIZATIONS, export_ctranslate2, export_onnx
 from attnmt.files import atomic_write_text, check_writable_dir
 from attnmt.metrics import corpus_scores, scores_by_length
 from attnmt.modeldir import load_model, save_model
@@ -365,7 +365,12 @@ def _add_export(commands: argparse._SubParsersAction, shared: _Shared) -> None:
         "export", help="a Transformer as a CTranslate2 model directory (translate, evaluate, serve run it)"
     )
     export.add_argument("model_dir", type=Path)
-    export.add_argument("--to", choices=("ctranslate2",), required=True, help="the engine to export to")
+    export.add_argument(
+        "--to",
+        choices=("ctranslate2", "onnx"),
+        required=True,
+        help="the engine to export to: ctranslate2 (a Transformer), onnx (a GRU model; float32)",
+    )
     export.add_argument("-o", "--output", type=Path, required=True, help="the new model directory")
     export.add_argument(
         "--quantization",
@@ -759,8 +764,13 @@ def _effort_line(name: str, r: dict[str, float]) -> str:
 
 
 def _export(args: argparse.Namespace) -> None:
-    export_ctranslate2(args.model_dir, args.output, args.quantization)
-    print(f"{args.output}: {args.model_dir} for CTranslate2, weights {args.quantization}", file=sys.stderr)
+    if args.to == "onnx":
+        if args.quantization != "float32":
+            raise AttnmtError(f"--quantization {args.quantization}: the ONNX export is float32")
+        export_onnx(args.model_dir, args.output)
+    else:
+        export_ctranslate2(args.model_dir, args.output, args.quantization)
+    print(f"{args.output}: {args.model_dir} for {args.to}, weights {args.quantization}", file=sys.stderr)
 
 
 def _download(args: argparse.Namespace) -> None:

@@ -30,6 +30,7 @@ from attnmt.errors import AttnmtError
 from attnmt.model import Seq2Seq
 from attnmt.search import Beams, Step, max_output_length, search_beams
 from attnmt.tokenization import SubwordTokenizer, Tokenizer
+from attnmt.translator import model_device
 from attnmt.vocab import EOS, Vocabulary
 
 GREEDY = DecodeOptions(beam_size=1)  # a completion's default: the fastest proposals
@@ -201,7 +202,7 @@ class Completer:
             raise AttnmtError("this engine cannot complete typed text: it does not decode step by step")
         self.translator = translator
         self.model: Seq2Seq = translator.model
-        self.device = next(self.model.parameters()).device
+        self.device = model_device(self.model)
         self.spelling = Spelling(translator.tgt_vocab, translator.tgt_tokenizer)
         self.max_sources, self.max_states, self.ttl, self.reuse = max_sources, max_states, ttl, reuse
         self.sources: OrderedDict[str, _Source] = OrderedDict()

@@ -1,4 +1,9 @@
-"""``attnmt export``: a trained Transformer as a CTranslate2 model, the engine OpenNMT-py models are
+"""``attnmt export``: a trained model as a model directory another engine runs.
+
+``--to onnx``: a GRU model as two ONNX graphs, the encoder and one decoding step
+(:mod:`attnmt.onnx_model`), run by ONNX Runtime under attnmt's own search.
+
+``--to ctranslate2``: a trained Transformer as a CTranslate2 model, the engine OpenNMT-py models are
 deployed with (int8 on any CPU, no PyTorch at run time).
 
 The weights go through CTranslate2's own specification classes (``ctranslate2.specs``), mapped one to
@@ -24,6 +29,7 @@ so ``attnmt translate`` / ``evaluate`` / ``serve`` run it through :mod:`attnmt.c
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,8 +38,20 @@ import yaml
 from attnmt.ctranslate2_model import POSITIONS, require_ctranslate2
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_text, sha256
-from attnmt.modeldir import CONFIG, FORMAT_VERSION, SRC_SPM, SRC_VOCAB, TGT_SPM, TGT_VOCAB, load_model
+from attnmt.model import EncoderDecoderAttention
+from attnmt.modeldir import (
+    CONFIG,
+    FORMAT_VERSION,
+    SRC_SPM,
+    SRC_VOCAB,
+    TGT_SPM,
+    TGT_VOCAB,
+    engine_of,
+    load_model,
+)
+from attnmt.onnx_model import export_graphs, require
 from attnmt.transformer import Transformer, sinusoidal_positions
+from attnmt.translator import Translator
 from attnmt.vocab import EOS, SOS, UNK
 
 QUANTIZATIONS = ("int8", "int8_float32", "int16", "float32", "bfloat16")
@@ -44,38 +62,68 @@ def export_ctranslate2(model_dir: Path, output: Path, quantization: str = "float
     """Export the Transformer in ``model_dir`` to a new directory ``output`` with its weights stored as
     ``quantization``; written beside it and renamed into place, so a failed export leaves nothing."""
     require_ctranslate2()
-    model_dir, output = Path(model_dir), Path(output)
     if quantization not in QUANTIZATIONS:
         raise AttnmtError(f"--quantization: {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise AttnmtError(f"{output}: exists and is not empty; choose a new directory")
-    translator = load_model(model_dir)
+    translator = _exportable(model_dir, output)
     if not isinstance(translator.model, Transformer):
         raise AttnmtError(
             f"{model_dir}: a {translator.config.model.architecture.upper()} model; CTranslate2 has no "
             "recurrent layers (translate it with --int8 instead)"
         )
-    config = translator.config
-    spec = transformer_spec(translator.model, heads=config.model.heads)
+    spec = transformer_spec(translator.model, heads=translator.config.model.heads)
     spec.register_source_vocabulary(translator.src_vocab.itos)
     spec.register_target_vocabulary(translator.tgt_vocab.itos)
     spec.validate()
     spec.optimize(quantization=quantization)
+    header = {"engine": "ctranslate2", "quantization": quantization, "positions": POSITIONS}
+    return _write(Path(model_dir), output, translator, header, lambda staging: spec.save(str(staging)))
+
+
+def export_onnx(model_dir: Path, output: Path) -> Path:
+    """Export the GRU model in ``model_dir`` to a new directory ``output`` as ONNX graphs (float32)."""
+    require("onnx")
+    translator = _exportable(model_dir, output)
+    if not isinstance(translator.model, EncoderDecoderAttention):
+        raise AttnmtError(
+            f"{model_dir}: a {translator.config.model.architecture.upper()} model; the ONNX export takes "
+            "GRU models (export a Transformer --to ctranslate2)"
+        )
+    header = {"engine": "onnx", "quantization": "float32"}
+    return _write(
+        Path(model_dir), output, translator, header, lambda staging: export_graphs(translator.model, staging)
+    )
+
+
+def _exportable(model_dir: Path, output: Path) -> Translator:
+    """The PyTorch model in ``model_dir``, once ``output`` is known to be a new directory."""
+    output = Path(output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise AttnmtError(f"{output}: exists and is not empty; choose a new directory")
+    if Path(model_dir).is_dir() and engine_of(model_dir) != "pytorch":
+        raise AttnmtError(f"{model_dir}: an export already; export the model it was exported from")
+    return load_model(model_dir)
+
+
+def _write(
+    model_dir: Path, output: Path, translator: Translator, header: dict, save: Callable[[Path], object]
+) -> Path:
+    """A model directory at ``output``: what ``save`` writes, attnmt's vocabularies and tokenizers, and
+    ``config.yaml`` (``header`` and every file's SHA-256) last; written beside ``output`` and renamed
+    into place, so a failed export leaves nothing."""
+    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp"))
     try:
-        spec.save(str(staging))
+        save(staging)
         copied = [SRC_VOCAB, TGT_VOCAB, *(n for n in (SRC_SPM, TGT_SPM) if (model_dir / n).is_file())]
         for name in copied:
             shutil.copyfile(model_dir / name, staging / name)
         header = {
             "format_version": FORMAT_VERSION,
-            "engine": "ctranslate2",
-            "quantization": quantization,
-            "parameters": sum(p.numel() for p in translator.model.parameters()),
-            "positions": POSITIONS,
+            **header,
+            "parameters": translator.parameter_count,
             "files": {p.name: sha256(p) for p in sorted(staging.iterdir())},
-            "config": config.to_dict(),
+            "config": translator.config.to_dict(),
         }
         atomic_write_text(staging / CONFIG, yaml.safe_dump(header, sort_keys=False, allow_unicode=True))
         os.chmod(staging, 0o777 & ~_umask())

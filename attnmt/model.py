@@ -70,6 +70,22 @@ class RNNState:
     fixed_context: Tensor  # (B, H)
     feed: Tensor  # (B, H) the last attentional state h̃ (read by an input-feeding decoder)
 
+    def reorder(self, index: Tensor, *, same_source: bool = False) -> "RNNState":
+        """Row i of the result is row ``index[i]``; with ``same_source`` (:class:`Seq2Seq`), the encoder
+        states, their keys and the mask stay."""
+        state = replace(
+            self, hidden=self.hidden.index_select(1, index), feed=self.feed.index_select(0, index)
+        )
+        if same_source:
+            return state
+        return replace(
+            state,
+            memory=self.memory.index_select(0, index),
+            keys=self.keys.index_select(0, index),
+            src_pad_mask=self.src_pad_mask.index_select(0, index),
+            fixed_context=self.fixed_context.index_select(0, index),
+        )
+
 
 class EncoderDecoderAttention(nn.Module):
     """A GRU encoder–decoder where the decoder attends over all encoder states at every step.
@@ -127,20 +143,8 @@ class EncoderDecoderAttention(nn.Module):
         )
 
     def reorder(self, state: RNNState, index: Tensor, *, same_source: bool = False) -> RNNState:
-        """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``; with
-        ``same_source`` (:class:`Seq2Seq`), the encoder states, their keys and the mask stay."""
-        state = replace(
-            state, hidden=state.hidden.index_select(1, index), feed=state.feed.index_select(0, index)
-        )
-        if same_source:
-            return state
-        return replace(
-            state,
-            memory=state.memory.index_select(0, index),
-            keys=state.keys.index_select(0, index),
-            src_pad_mask=state.src_pad_mask.index_select(0, index),
-            fixed_context=state.fixed_context.index_select(0, index),
-        )
+        """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``."""
+        return state.reorder(index, same_source=same_source)
 
     @torch.no_grad()
     def attention_maps(self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor) -> dict[str, Tensor]:

@@ -6,10 +6,11 @@
     src.spm, tgt.spm       SentencePiece models (subword tokenizers only)
     model-<hash>.safetensors   the weights (safetensors: loading never runs code, unlike pickle)
 
-A model exported with ``attnmt export --to ctranslate2`` (:mod:`attnmt.export`) is a model directory
-too: ``config.yaml`` says ``engine: ctranslate2``, the weights are CTranslate2's ``model.bin``, and
-:func:`load_model` returns a :class:`attnmt.ctranslate2_model.CTranslate2Translator`: both engines keep
-:class:`attnmt.engine.Engine`.
+A model exported with ``attnmt export --to ctranslate2`` or ``--to onnx`` (:mod:`attnmt.export`) is a
+model directory too: ``config.yaml`` says ``engine: ctranslate2`` (the weights are CTranslate2's
+``model.bin``) or ``engine: onnx`` (``encoder.onnx`` and ``step.onnx``), and :func:`load_model` returns
+a :class:`attnmt.ctranslate2_model.CTranslate2Translator` or an
+:class:`attnmt.onnx_model.OnnxTranslator`: every engine keeps :class:`attnmt.engine.Engine`.
 
 Files are written atomically and ``config.yaml`` last.  The weights file is named after its content, so
 replacing a model never overwrites the weights that the current ``config.yaml`` names: a run killed at
@@ -28,13 +29,14 @@ from attnmt.engine import Engine
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_bytes, atomic_write_text, sha256, sha256_bytes
 from attnmt.model import Seq2Seq, build_model
+from attnmt.onnx_model import ENCODER, STEP, load_onnx
 from attnmt.tokenization import SubwordTokenizer, WordTokenizer
 from attnmt.translator import Translator
 from attnmt.vocab import Vocabulary
 
 FORMAT_VERSION = 2
-ENGINES = ("pytorch", "ctranslate2")  # config.yaml's engine: absent is pytorch
-CTRANSLATE2_FILES = ("model.bin", "config.json")  # besides CTranslate2's vocabularies
+ENGINES = ("pytorch", "ctranslate2", "onnx")  # config.yaml's engine: absent is pytorch
+EXPORTED_FILES = {"ctranslate2": ("model.bin", "config.json"), "onnx": (ENCODER, STEP)}
 CONFIG, SRC_VOCAB, TGT_VOCAB, SRC_SPM, TGT_SPM = (
     "config.yaml",
     "src_vocab.json",
@@ -81,9 +83,9 @@ def load_model(directory: Path) -> Engine:
     config = config_from_dict(header["config"], source=str(directory / CONFIG))
     subwords = config.data.tokenizer != "word"
     names = [SRC_VOCAB, TGT_VOCAB, *([SRC_SPM, TGT_SPM] if subwords else [])]
-    if header["engine"] == "ctranslate2":
-        names += [n for n in header["files"] if n not in names]  # model.bin, config.json, vocabularies
-        names += [n for n in CTRANSLATE2_FILES if n not in names]
+    if header["engine"] != "pytorch":  # an export: every file it lists, and the engine's own
+        names += [n for n in header["files"] if n not in names]
+        names += [n for n in EXPORTED_FILES[header["engine"]] if n not in names]
     else:
         names.append(header["weights"])
     for name in names:
@@ -99,9 +101,16 @@ def load_model(directory: Path) -> Engine:
         tokenizers = WordTokenizer(config.data.src_lang), WordTokenizer(config.data.tgt_lang)
     if header["engine"] == "ctranslate2":
         return load_ctranslate2(directory, header, config, vocabularies, tokenizers)
+    if header["engine"] == "onnx":
+        return load_onnx(directory, header, config, vocabularies, tokenizers)
     return Translator(
         _load_weights(directory / header["weights"], config, vocabularies), *vocabularies, *tokenizers, config
     )
+
+
+def engine_of(directory: Path) -> str:
+    """The engine the model directory is for: ``pytorch`` (trained by attnmt), ``ctranslate2`` or ``onnx``."""
+    return _read_header(Path(directory) / CONFIG)["engine"]
 
 
 def _load_weights(weights: Path, config: Config, vocabularies: tuple[Vocabulary, Vocabulary]) -> Seq2Seq:

@@ -120,7 +120,7 @@ class Translator(Engine):
 
     @property
     def _device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return model_device(self.model)
 
     def _target_ids(self, texts: list[str], count: int, name: str) -> list[list[int]]:
         """Target texts as the model's target ids, one text per sentence (``name`` for messages)."""
@@ -211,6 +211,12 @@ class Translator(Engine):
         return Translation(
             self.tgt_tokenizer.detokenize(tokens), [*tokens, EOS], source, hyp.score, attention
         )
+
+
+def model_device(model: Seq2Seq) -> torch.device:
+    """Where ``model`` computes: its parameters' device; the CPU for a model whose weights live
+    elsewhere (an ONNX Runtime session)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _by_length(

@@ -41,3 +41,26 @@ def toy_exports(toy_transformer) -> dict[str, Path]:
         argv = ["export", str(toy_transformer), "--to", "ctranslate2", "-o", str(paths[quantization])]
         assert main([*argv, "--quantization", quantization]) == 0
     return paths
+
+
+@pytest.fixture(scope="session")
+def toy_gru(tmp_path_factory) -> Path:
+    """A small attention GRU (hidden 64) trained 10 epochs on the toy set, saved: about 8 s."""
+    config = config_from_dict(
+        {
+            "model": {"embed_size": 32, "hidden_size": 64, "dropout": 0.0},
+            "train": {"epochs": 10, "precision": "fp32"},
+        }
+    )
+    path = tmp_path_factory.mktemp("gru") / "gru"
+    save_model(train(config, progress=False), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_gru_onnx(toy_gru) -> Path:
+    """:func:`toy_gru` exported to ONNX by the command line."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'attnmt[onnx]')")
+    path = toy_gru.parent / "onnx"
+    assert main(["export", str(toy_gru), "--to", "onnx", "-o", str(path)]) == 0
+    return path

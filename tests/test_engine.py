@@ -1,7 +1,9 @@
-"""The engine contract: every test here runs against both engines — attnmt's own ``Translator`` and a
-CTranslate2 export of the same toy Transformer — through the members of ``attnmt.engine.Engine`` only."""
+"""The engine contract: every test here runs against every engine — attnmt's own ``Translator``, a
+CTranslate2 export of a toy Transformer and an ONNX export of a toy GRU — through the members of
+``attnmt.engine.Engine`` only, each compared with the PyTorch model it was exported from."""
 
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,23 +12,46 @@ from attnmt.ctranslate2_model import CTranslate2Translator
 from attnmt.engine import DecodeOptions, Engine, Translation
 from attnmt.errors import AttnmtError
 from attnmt.modeldir import load_model
+from attnmt.onnx_model import OnnxTranslator
+from attnmt.search import length_penalty
 from attnmt.translator import Translator
 
 SOURCES = ["We are happy.", "She loves cats.", "He is tired.", ""]
 
 
-@pytest.fixture(scope="module", params=["pytorch", "ctranslate2"])
-def engine(request, toy_transformer) -> Engine:
-    if request.param == "pytorch":
-        return load_model(toy_transformer)
-    return load_model(request.getfixturevalue("toy_exports")["float32"])
+ENGINES = {  # engine → (the fixture of its model directory, the fixture of the model it came from)
+    "pytorch": ("toy_transformer", "toy_transformer"),
+    "ctranslate2": ("toy_exports", "toy_transformer"),
+    "onnx": ("toy_gru_onnx", "toy_gru"),
+}
+
+
+@pytest.fixture(scope="module", params=list(ENGINES))
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def source(request, kind) -> Path:
+    """The PyTorch model directory the engine's model came from."""
+    return request.getfixturevalue(ENGINES[kind][1])
+
+
+@pytest.fixture(scope="module")
+def engine(request, kind) -> Engine:
+    return _load(request, kind)
+
+
+def _load(request, kind: str) -> Engine:
+    directory = request.getfixturevalue(ENGINES[kind][0])
+    return load_model(directory["float32"] if kind == "ctranslate2" else directory)
 
 
 def _members(cls: type) -> dict[str, object]:
     return {name: getattr(cls, name) for name in dir(cls) if not name.startswith("_")}
 
 
-@pytest.mark.parametrize("cls", [Translator, CTranslate2Translator])
+@pytest.mark.parametrize("cls", [Translator, CTranslate2Translator, OnnxTranslator])
 def test_each_engine_keeps_every_member_of_the_protocol_with_its_signature(cls):
     protocol = _members(Engine)
     assert set(Engine.__annotations__) <= {f.name for f in cls.__dataclass_fields__.values()} | set(dir(cls))
@@ -36,14 +61,16 @@ def test_each_engine_keeps_every_member_of_the_protocol_with_its_signature(cls):
             assert ours is member or inspect.signature(ours) == inspect.signature(member), name
 
 
-def test_translate_gives_the_best_of_n_best_in_input_order(engine):
+def test_translate_gives_the_best_of_n_best_in_input_order(engine, source):
     options = DecodeOptions(beam_size=4, n_best=2)
     n_bests = engine.translate_n_best(SOURCES, options)
     assert [len(n) for n in n_bests[:3]] == [2, 2, 2] and n_bests[3][0].text == ""
     best = engine.translate(SOURCES, options)
     assert [t.text for t in best] == [n[0].text for n in n_bests]
-    assert best[0].text.startswith("Nous sommes")  # "We are …": the toy set's first words
-    assert all(n[0].score >= n[-1].score - 1e-6 for n in n_bests[:3])
+    assert best[0].text == load_model(source).translate(SOURCES[:1], options)[0].text
+    for n_best in n_bests[:3]:  # ranked by the GNMT length penalty (DecodeOptions.alpha)
+        ranked = [t.score / length_penalty(len(t.tokens), options.alpha) for t in n_best]
+        assert ranked == sorted(ranked, reverse=True)
 
 
 def test_an_empty_sentence_translates_to_nothing(engine):
@@ -107,19 +134,19 @@ def test_unknown_words_are_replaced_by_the_source_word_attended_to(engine):
     assert engine.replace_unknowns(t, {"Zorglub": "Zorgloub"}).tokens == ["Zorgloub", "!", "<eos>"]
 
 
-def test_what_the_engine_is(engine, toy_transformer):
+def test_what_the_engine_is(engine, source):
     assert engine.has_attention
-    assert engine.parameter_count == load_model(toy_transformer).parameter_count > 0
-    assert engine.config.model.architecture == "transformer"
+    assert engine.parameter_count == load_model(source).parameter_count > 0
+    assert engine.config == load_model(source).config
     assert len(engine.src_vocab) > 4 and engine.tgt_tokenizer.detokenize(["Nous", "sommes"]) == "Nous sommes"
 
 
-def test_an_engine_computes_where_it_can_and_says_where_it_cannot(engine, toy_transformer, toy_exports):
+def test_an_engine_computes_where_it_can_and_says_where_it_cannot(engine, kind, request):
     engine.place("cpu")  # every engine computes on the CPU
-    fresh = load_model(toy_transformer if engine.model is not None else toy_exports["float32"])
-    if engine.model is not None:
+    fresh = _load(request, kind)  # place changes the engine: a fresh one
+    if kind == "pytorch":
         fresh.place("cpu", int8=True)
         assert fresh.translate(["We are happy."])[0].text.startswith("Nous")
-    else:
-        with pytest.raises(AttnmtError, match="--int8: a CTranslate2 export computes as exported"):
+    else:  # an export computes as it was exported
+        with pytest.raises(AttnmtError, match=r"--int8: an? (CTranslate2|ONNX) export computes as exported"):
             fresh.place("cpu", int8=True)

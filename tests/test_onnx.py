@@ -1,0 +1,156 @@
+"""Export to ONNX: the graphs compute what the PyTorch model computes, step by step, and the export is a
+model directory that translate, evaluate, complete and serve run through ONNX Runtime."""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attnmt.cli import main
+from attnmt.completion import Completer
+from attnmt.config import config_from_dict
+from attnmt.corpora import toy_pairs
+from attnmt.engine import DecodeOptions
+from attnmt.errors import AttnmtError
+from attnmt.model import build_model
+from attnmt.modeldir import load_model
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'attnmt[onnx]')")
+
+from attnmt.onnx_model import ENCODER, STEP, OnnxGRU, export_graphs, require
+
+SENTENCES = [src for src, _ in toy_pairs()[::10]] + ["We write long letters to our friends.", ""]
+
+
+@pytest.mark.parametrize("attention", ["additive", "dot", "general", "scaled_dot", "none"])
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_the_graphs_give_the_models_log_probs_and_attention_at_every_step(attention, input_feeding):
+    """Two layers, a padded batch of two sentences, four greedy steps: within float32 rounding."""
+    torch.manual_seed(0)
+    config = config_from_dict({"model": {"attention": attention, "embed_size": 16, "hidden_size": 32,
+                                         "layers": 2, "input_feeding": input_feeding, "bridge": True}})  # fmt: skip
+    model = build_model(config.model, 30, 40).eval()
+    directory = Path(tempfile.mkdtemp())
+    export_graphs(model, directory)
+    onnxruntime = require("onnxruntime")
+    graphs = OnnxGRU(
+        *(onnxruntime.InferenceSession(str(directory / n)) for n in (ENCODER, STEP)), attention != "none"
+    )
+    src = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0]])
+    with torch.no_grad():
+        ours, theirs, tokens = (
+            model.init_state(model.encode(src, src == 0)),
+            graphs.encode(src, src == 0),
+            torch.tensor([2, 2]),
+        )
+        for _ in range(4):
+            expected, ours, weights = model.step(tokens, ours)
+            got, theirs, attention_row = graphs.step(tokens, theirs)
+            assert torch.allclose(got, expected, atol=1e-5)
+            assert (weights is None and attention_row is None) or torch.allclose(
+                attention_row, weights, atol=1e-6
+            )
+            tokens = expected.argmax(-1)
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_the_export_translates_as_the_pytorch_model(toy_gru, toy_gru_onnx, beam):
+    """The same search over the same numbers: the same tokens, scores and attention."""
+    options = DecodeOptions(beam_size=beam, n_best=min(beam, 2))
+    ours = load_model(toy_gru).translate_n_best(SENTENCES, options)
+    theirs = load_model(toy_gru_onnx).translate_n_best(SENTENCES, options)
+    for a, b in zip((t for n in ours for t in n), (t for n in theirs for t in n), strict=True):
+        assert b.tokens == a.tokens and b.src_tokens == a.src_tokens
+        assert b.score == pytest.approx(a.score, abs=1e-4)
+        assert a.attention.shape == b.attention.shape and np.allclose(b.attention, a.attention, atol=1e-5)
+
+
+def test_the_export_scores_prefixes_and_completes_as_the_pytorch_model(toy_gru, toy_gru_onnx):
+    pytorch, onnx = load_model(toy_gru), load_model(toy_gru_onnx)
+    sources, prefix = ["We are happy.", "She loves cats."], ["Nous", "Elle aime les"]
+    assert [t.tokens for t in onnx.translate(sources, prefix=prefix)] == [
+        t.tokens for t in pytorch.translate(sources, prefix=prefix)
+    ]
+    (a,), (b,) = (
+        pytorch.score(sources[:1], ["Nous sommes contents."], top_k=3),
+        onnx.score(sources[:1], ["Nous sommes contents."], top_k=3),
+    )
+    assert np.allclose(b.log_probs, a.log_probs, atol=1e-4)
+    assert [[t for t, _ in row] for row in b.candidates] == [[t for t, _ in row] for row in a.candidates]
+    typed = "Nous so"
+    assert (
+        Completer(onnx).complete("We are happy.", typed).text
+        == Completer(pytorch).complete("We are happy.", typed).text
+    )
+
+
+def test_the_export_runs_from_the_command_line(toy_gru, toy_gru_onnx, tmp_path, capsys):
+    argv = ["--beam", "1", "--text", "We are happy.", "--text", "She loves cats."]
+    assert main(["translate", str(toy_gru), *argv]) == 0
+    expected = capsys.readouterr().out
+    assert main(["translate", str(toy_gru_onnx), *argv]) == 0
+    assert capsys.readouterr().out == expected
+    test = tmp_path / "test.tsv"
+    test.write_text("We are happy.\tNous sommes heureux.\n", encoding="utf-8")
+    assert main(["evaluate", str(toy_gru_onnx), "--data", str(test), "--beam", "1"]) == 0
+    assert "1 sentences, 1 references" in capsys.readouterr().out
+
+
+def test_the_server_serves_the_export_with_alternatives(toy_gru_onnx):
+    from fastapi.testclient import TestClient
+
+    from attnmt.server import create_app
+
+    with TestClient(create_app({"onnx": load_model(toy_gru_onnx)})) as client:
+        answer = client.post("/translate", json={"sentences": ["We are happy."], "top_k": 2}).json()
+        assert (
+            answer["translations"][0]["text"] == load_model(toy_gru_onnx).translate(["We are happy."])[0].text
+        )
+        assert len(answer["translations"][0]["candidates"][0]) == 2
+        completed = client.post("/complete", json={"source": "We are happy.", "typed": "Nous"}).json()
+        assert completed["text"].startswith("Nous")
+
+
+def test_what_cannot_be_exported_or_run_is_refused_in_one_line(
+    toy_gru, toy_gru_onnx, toy_transformer, tmp_path, capsys
+):
+    cases = [
+        (["export", str(toy_transformer), "--to", "onnx", "-o", str(tmp_path / "t")], "ONNX export takes GRU models"),
+        (["export", str(toy_gru), "--to", "onnx", "--quantization", "int8", "-o", str(tmp_path / "q")],
+         "--quantization int8: the ONNX export is float32"),
+        (["export", str(toy_gru_onnx), "--to", "onnx", "-o", str(tmp_path / "again")], "an export already"),
+        (["export", str(toy_gru), "--to", "onnx", "-o", str(toy_gru_onnx)], "exists and is not empty"),
+        (["translate", str(toy_gru_onnx), "--int8", "--text", "Hi."], "--int8: an ONNX export computes as exported"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert (
+        not (tmp_path / "t").exists() and not (tmp_path / "q").exists() and not (tmp_path / "again").exists()
+    )
+
+
+@pytest.mark.parametrize("how", ["truncated", "missing"])
+def test_a_corrupted_export_is_refused_in_one_line(toy_gru_onnx, tmp_path, how):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(toy_gru_onnx, broken)
+    if how == "truncated":
+        data = (broken / STEP).read_bytes()
+        (broken / STEP).write_bytes(data[: len(data) // 2])
+    else:
+        (broken / ENCODER).unlink()
+    message = "step.onnx: checksum does not match" if how == "truncated" else "encoder.onnx: missing"
+    with pytest.raises(AttnmtError, match=message):
+        load_model(broken)
+
+
+def test_without_onnxruntime_the_export_says_how_to_install_it(toy_gru_onnx, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now fails
+    with pytest.raises(AttnmtError, match=r"onnxruntime is not installed: pip install 'attnmt\[onnx\]'"):
+        load_model(toy_gru_onnx)
