@@ -369,7 +369,7 @@ def _add_export(commands: argparse._SubParsersAction, shared: _Shared) -> None:
         "--to",
         choices=("ctranslate2", "onnx"),
         required=True,
-        help="the engine to export to: ctranslate2 (a Transformer), onnx (a GRU model; float32)",
+        help="the engine to export to: ctranslate2 (a Transformer), onnx (any model; float32)",
     )
     export.add_argument("-o", "--output", type=Path, required=True, help="the new model directory")
     export.add_argument(

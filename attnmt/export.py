@@ -1,6 +1,6 @@
 """``attnmt export``: a trained model as a model directory another engine runs.
 
-``--to onnx``: a GRU model as two ONNX graphs, the encoder and one decoding step
+``--to onnx``: a GRU model or a Transformer as two ONNX graphs, the encoder and one decoding step
 (:mod:`attnmt.onnx_model`), run by ONNX Runtime under attnmt's own search.
 
 ``--to ctranslate2``: a trained Transformer as a CTranslate2 model, the engine OpenNMT-py models are
@@ -38,7 +38,6 @@ import yaml
 from attnmt.ctranslate2_model import POSITIONS, require_ctranslate2
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_text, sha256
-from attnmt.model import EncoderDecoderAttention
 from attnmt.modeldir import (
     CONFIG,
     FORMAT_VERSION,
@@ -80,14 +79,10 @@ def export_ctranslate2(model_dir: Path, output: Path, quantization: str = "float
 
 
 def export_onnx(model_dir: Path, output: Path) -> Path:
-    """Export the GRU model in ``model_dir`` to a new directory ``output`` as ONNX graphs (float32)."""
+    """Export the model in ``model_dir`` (a GRU model or a Transformer) to a new directory ``output`` as
+    ONNX graphs (float32)."""
     require("onnx")
     translator = _exportable(model_dir, output)
-    if not isinstance(translator.model, EncoderDecoderAttention):
-        raise AttnmtError(
-            f"{model_dir}: a {translator.config.model.architecture.upper()} model; the ONNX export takes "
-            "GRU models (export a Transformer --to ctranslate2)"
-        )
     header = {"engine": "onnx", "quantization": "float32"}
     return _write(
         Path(model_dir), output, translator, header, lambda staging: export_graphs(translator.model, staging)

@@ -1,16 +1,21 @@
-"""A GRU model exported with ``attnmt export --to onnx``, translating through ONNX Runtime.
+"""A model exported with ``attnmt export --to onnx``, translating through ONNX Runtime.
 
-The export is two graphs: ``encoder.onnx`` reads one sentence (no padding: a lone sentence needs no
-packing) and gives its encoder states, their attention keys, the decoder's first hidden state and the
-fixed context; ``step.onnx`` is one decoding step of any batch, its state — hidden state and input feed —
-in and out, with the attention row.  :class:`OnnxGRU` keeps :class:`attnmt.model.Seq2Seq` on top of
-them, so attnmt's own search drives it: greedy and beam, prefixes, n-best, scoring, alternatives and
-completion as you type behave as with the PyTorch model.  :class:`OnnxTranslator` is that model in a
-:class:`attnmt.translator.Translator`: an :class:`attnmt.engine.Engine` like the other two.
+The export is two graphs.  ``encoder.onnx`` reads the source: for a GRU one sentence at a time (a lone
+sentence needs no packing), giving its states, their attention keys, the decoder's first hidden state
+and the fixed context; for a Transformer a padded batch, giving every decoder layer's cross-attention
+keys and values.  ``step.onnx`` is one decoding step of any batch with its state in and out — a GRU's
+hidden state and input feed, a Transformer's per-layer self-attention keys and values so far — and the
+attention row the explorer draws.  :class:`OnnxGRU` and :class:`OnnxTransformer` keep
+:class:`attnmt.model.Seq2Seq` on top of them, so attnmt's own search drives them: greedy and beam,
+prefixes, n-best, scoring, alternatives and completion as you type behave as with the PyTorch model.
+:class:`OnnxTranslator` is such a model in a :class:`attnmt.translator.Translator`: an
+:class:`attnmt.engine.Engine` like the other two.
 """
 
 import importlib
-from dataclasses import dataclass
+import math
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +23,11 @@ import torch
 from torch import Tensor, nn
 
 from attnmt.config import Config
+from attnmt.ctranslate2_model import POSITIONS
 from attnmt.errors import AttnmtError
-from attnmt.model import EncoderDecoderAttention, RNNState
+from attnmt.model import EncoderDecoderAttention, RNNState, Seq2Seq
 from attnmt.tokenization import Tokenizer
+from attnmt.transformer import Transformer, sinusoidal_positions
 from attnmt.translator import Translator
 from attnmt.vocab import Vocabulary
 
@@ -78,39 +85,135 @@ class StepGraph(nn.Module):
         return log_probs, state.hidden, state.feed, attention
 
 
-def export_graphs(model: EncoderDecoderAttention, directory: Path) -> list[str]:
-    """Write ``encoder.onnx`` and ``step.onnx`` for ``model`` into ``directory``; their names."""
-    model = model.eval()
+class TransformerEncoderGraph(nn.Module):
+    """What a Transformer's ``encoder.onnx`` computes: src (B, S), src_pad_mask (B, S) → every decoder
+    layer's cross-attention keys and values, stacked: (L, B, h, S, d_k) each."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, src: Tensor, src_pad_mask: Tensor) -> tuple[Tensor, Tensor]:
+        memory = self.model.init_state(self.model.encode(src, src_pad_mask)).memory
+        return torch.stack([k for k, _ in memory]), torch.stack([v for _, v in memory])
+
+
+class TransformerStepGraph(nn.Module):
+    """What a Transformer's ``step.onnx`` computes: :meth:`Transformer.step` at ``position`` (the number
+    of tokens decoded before), the past self-attention keys and values (L, B, h, P, d_k) in, and with the
+    new position's out, with the last layer's cross-attention averaged over heads (B, S)."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+        self.register_buffer("positions", sinusoidal_positions(POSITIONS, model.d_model), persistent=False)
+
+    def forward(self, tokens, position, past_keys, past_values, memory_keys, memory_values, src_pad_mask):
+        model = self.model
+        x = model.embedding(tokens[:, None]) * math.sqrt(model.d_model) + self.positions[position]
+        pad_mask, keys, values, last = src_pad_mask[:, None, None, :], [], [], len(model.decoder_layers) - 1
+        for i, layer in enumerate(model.decoder_layers):
+            x, (k, v), _, cross = layer(
+                x, (past_keys[i], past_values[i]), None, (memory_keys[i], memory_values[i]), pad_mask,
+                layer.self_attn.qkv(), need_cross_weights=i == last,
+            )  # fmt: skip
+            keys.append(k)
+            values.append(v)
+        log_probs = torch.log_softmax(model.logits(model.decoder_norm(x))[:, 0].float(), dim=-1)
+        return log_probs, torch.stack(keys), torch.stack(values), cross.mean(1)[:, 0]
+
+
+def export_graphs(model: Seq2Seq, directory: Path) -> list[str]:
+    """Write ``encoder.onnx`` and ``step.onnx`` for ``model`` (a GRU model or a Transformer) into
+    ``directory``; their names."""
+    graphs = _transformer_graphs(model) if isinstance(model, Transformer) else _gru_graphs(model)
+    for module, args, name, inputs, outputs, axes in graphs:
+        with warnings.catch_warnings():  # the tracer's notes on shape checks it records as constants
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module.eval(), args, str(directory / name), input_names=inputs, output_names=outputs,
+                dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            )  # fmt: skip
+    return [ENCODER, STEP]
+
+
+def _gru_graphs(model: EncoderDecoderAttention) -> list[tuple]:
+    """Each graph: the module, example inputs, file name, input and output names, dynamic axes."""
     src = torch.tensor([[4, 5, 6]])
     with torch.no_grad():
-        memory, keys, hidden, fixed = EncoderGraph(model)(src)
+        memory, keys, hidden, fixed = EncoderGraph(model.eval())(src)
     tokens, mask, feed = torch.tensor([2]), torch.zeros_like(src, dtype=torch.bool), torch.zeros_like(fixed)
-    graphs = [
-        (EncoderGraph(model).eval(), (src,), ENCODER, ["src"], ["memory", "keys", "hidden", "fixed_context"],
+    return [
+        (EncoderGraph(model), (src,), ENCODER, ["src"], ["memory", "keys", "hidden", "fixed_context"],
          {"src": {1: "S"}, "memory": {1: "S"}, "keys": {1: "S"}}),
-        (StepGraph(model).eval(), (tokens, hidden, feed, memory, keys, mask, fixed), STEP,
+        (StepGraph(model), (tokens, hidden, feed, memory, keys, mask, fixed), STEP,
          ["tokens", "hidden", "feed", "memory", "keys", "src_pad_mask", "fixed_context"],
          ["log_probs", "next_hidden", "next_feed", "attention"],
          {"tokens": {0: "B"}, "hidden": {1: "B"}, "feed": {0: "B"}, "memory": {0: "B", 1: "S"},
           "keys": {0: "B", 1: "S"}, "src_pad_mask": {0: "B", 1: "S"}, "fixed_context": {0: "B"},
           "log_probs": {0: "B"}, "next_hidden": {1: "B"}, "next_feed": {0: "B"}, "attention": {0: "B", 1: "S"}}),
     ]  # fmt: skip
-    for module, args, name, inputs, outputs, axes in graphs:
-        torch.onnx.export(
-            module, args, str(directory / name), input_names=inputs, output_names=outputs,
-            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
-        )  # fmt: skip
-    return [ENCODER, STEP]
 
 
-class OnnxGRU(nn.Module):
-    """:class:`attnmt.model.Seq2Seq` through the two ONNX Runtime sessions (no parameters of its own:
-    the weights are in the graphs)."""
+def _transformer_graphs(model: Transformer) -> list[tuple]:
+    src = torch.tensor([[4, 5, 6], [7, 3, 0]])
+    mask = src == 0
+    with torch.no_grad():
+        memory_keys, memory_values = TransformerEncoderGraph(model.eval())(src, mask)
+    layers, _, heads, _, d_k = memory_keys.shape
+    past = torch.zeros(layers, 2, heads, 1, d_k)
+    cache = {0: "L", 1: "B", 3: "P"}
+    return [
+        (TransformerEncoderGraph(model), (src, mask), ENCODER, ["src", "src_pad_mask"],
+         ["memory_keys", "memory_values"],
+         {"src": {0: "B", 1: "S"}, "src_pad_mask": {0: "B", 1: "S"}, "memory_keys": {1: "B", 3: "S"},
+          "memory_values": {1: "B", 3: "S"}}),
+        (TransformerStepGraph(model), (torch.tensor([2, 2]), torch.tensor(1), past, past, memory_keys, memory_values, mask),
+         STEP, ["tokens", "position", "past_keys", "past_values", "memory_keys", "memory_values", "src_pad_mask"],
+         ["log_probs", "next_keys", "next_values", "attention"],
+         {"tokens": {0: "B"}, "past_keys": cache, "past_values": cache, "memory_keys": {1: "B", 3: "S"},
+          "memory_values": {1: "B", 3: "S"}, "src_pad_mask": {0: "B", 1: "S"}, "log_probs": {0: "B"},
+          "next_keys": cache, "next_values": cache, "attention": {0: "B", 1: "S"}}),
+    ]  # fmt: skip
+
+
+class _OnnxSeq2Seq(nn.Module):
+    """:class:`attnmt.model.Seq2Seq` through two ONNX Runtime sessions: no parameters of its own (the
+    weights are in the graphs), a state that knows how to ``reorder`` itself."""
+
+    def __init__(self, encoder, step):
+        super().__init__()
+        self.encoder_session, self.step_session = encoder, step
+        self.step_inputs = {i.name for i in step.get_inputs()}  # the exporter drops what a graph never reads
+
+    def _run(self, inputs: dict[str, Tensor]) -> list[Tensor]:
+        feed = {name: value.numpy() for name, value in inputs.items() if name in self.step_inputs}
+        return [torch.from_numpy(out) for out in self.step_session.run(None, feed)]
+
+    def init_state(self, encoded):
+        return encoded  # encode gives the state the first step reads
+
+    def reorder(self, state, index: Tensor, *, same_source: bool = False):
+        return state.reorder(index, same_source=same_source)
+
+    def attention_maps(self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor) -> dict[str, Tensor]:
+        """The attention a teacher-forced pass gives step by step, as ``cross`` (B, 1, 1, T, S): the
+        weights ``step`` returns (a Transformer's last layer, heads averaged)."""
+        if not self.has_attention:
+            return {}
+        state, rows = self.encode(src, src_pad_mask), []
+        for t in range(tgt_in.size(1)):
+            _, state, attention = self.step(tgt_in[:, t], state)
+            rows.append(attention)
+        return {"cross": torch.stack(rows, dim=1)[:, None, None]}
+
+
+class OnnxGRU(_OnnxSeq2Seq):
+    """A GRU model's two graphs as :class:`attnmt.model.Seq2Seq`."""
 
     def __init__(self, encoder, step, has_attention: bool):
-        super().__init__()
-        self.encoder_session, self.step_session, self._attention = encoder, step, has_attention
-        self.step_inputs = {i.name for i in step.get_inputs()}  # the exporter drops what a graph never reads
+        super().__init__(encoder, step)
+        self._attention = has_attention
 
     @property
     def has_attention(self) -> bool:
@@ -134,35 +237,49 @@ class OnnxGRU(nn.Module):
         memory, keys, hidden, fixed = batch(0), batch(1), batch(2, axis=1), batch(3)
         return RNNState(hidden, memory, keys, src_pad_mask, fixed, torch.zeros_like(fixed))
 
-    def init_state(self, encoded: RNNState) -> RNNState:
-        return encoded
-
     def step(self, prev_tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState, Tensor | None]:
-        inputs = {
-            "tokens": prev_tokens, "hidden": state.hidden, "feed": state.feed, "memory": state.memory,
-            "keys": state.keys, "src_pad_mask": state.src_pad_mask, "fixed_context": state.fixed_context,
-        }  # fmt: skip
-        log_probs, hidden, feed, attention = (
-            torch.from_numpy(out)
-            for out in self.step_session.run(
-                None, {k: v.numpy() for k, v in inputs.items() if k in self.step_inputs}
-            )
+        log_probs, hidden, feed, attention = self._run({"tokens": prev_tokens, **vars(state)})
+        return log_probs, replace(state, hidden=hidden, feed=feed), attention if self._attention else None
+
+
+@dataclass
+class _Cache:
+    """An exported Transformer's decoding state, batch rows aligned: what ``step.onnx`` reads."""
+
+    past_keys: Tensor  # (L, B, h, P, d_k): every layer's self-attention keys so far
+    past_values: Tensor
+    memory_keys: Tensor  # (L, B, h, S, d_k): every layer's cross-attention keys
+    memory_values: Tensor
+    src_pad_mask: Tensor  # (B, S)
+
+    def reorder(self, index: Tensor, *, same_source: bool = False) -> "_Cache":
+        """Row i of the result is row ``index[i]``; with ``same_source``, the source's part stays."""
+        cache = replace(self, past_keys=self.past_keys[:, index], past_values=self.past_values[:, index])
+        if same_source:
+            return cache
+        return replace(
+            cache, memory_keys=self.memory_keys[:, index], memory_values=self.memory_values[:, index],
+            src_pad_mask=self.src_pad_mask[index],
+        )  # fmt: skip
+
+
+class OnnxTransformer(_OnnxSeq2Seq):
+    """A Transformer's two graphs as :class:`attnmt.model.Seq2Seq`."""
+
+    has_attention = True
+
+    def encode(self, src: Tensor, src_pad_mask: Tensor) -> _Cache:
+        inputs = {"src": src.numpy(), "src_pad_mask": src_pad_mask.numpy()}
+        keys, values = (torch.from_numpy(out) for out in self.encoder_session.run(None, inputs))
+        nothing = keys.new_zeros(*keys.shape[:3], 0, keys.shape[4])  # no past before the first step
+        return _Cache(nothing, nothing, keys, values, src_pad_mask)
+
+    def step(self, prev_tokens: Tensor, state: _Cache) -> tuple[Tensor, _Cache, Tensor]:
+        position = torch.tensor(state.past_keys.size(3))
+        log_probs, keys, values, attention = self._run(
+            {"tokens": prev_tokens, "position": position, **vars(state)}
         )
-        state = RNNState(hidden, state.memory, state.keys, state.src_pad_mask, state.fixed_context, feed)
-        return log_probs, state, attention if self._attention else None
-
-    def reorder(self, state: RNNState, index: Tensor, *, same_source: bool = False) -> RNNState:
-        return state.reorder(index, same_source=same_source)
-
-    def attention_maps(self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor) -> dict[str, Tensor]:
-        """The weights of a teacher-forced pass, step by step, as ``cross`` (B, 1, 1, T, S)."""
-        if not self._attention:
-            return {}
-        state, rows = self.encode(src, src_pad_mask), []
-        for t in range(tgt_in.size(1)):
-            _, state, attention = self.step(tgt_in[:, t], state)
-            rows.append(attention)
-        return {"cross": torch.stack(rows, dim=1)[:, None, None]}
+        return log_probs, replace(state, past_keys=keys, past_values=values), attention
 
 
 @dataclass
@@ -201,5 +318,8 @@ def load_onnx(
         )
     except Exception as e:  # onnxruntime raises its own exception types
         raise AttnmtError(f"{directory}: ONNX Runtime cannot load this model ({e})") from None
-    model = OnnxGRU(encoder, step, has_attention=config.model.attention != "none")
+    if config.model.architecture == "transformer":
+        model = OnnxTransformer(encoder, step)
+    else:
+        model = OnnxGRU(encoder, step, has_attention=config.model.attention != "none")
     return OnnxTranslator(model, *vocabularies, *tokenizers, config, int(header.get("parameters", 0)))

@@ -64,3 +64,12 @@ def toy_gru_onnx(toy_gru) -> Path:
     path = toy_gru.parent / "onnx"
     assert main(["export", str(toy_gru), "--to", "onnx", "-o", str(path)]) == 0
     return path
+
+
+@pytest.fixture(scope="session")
+def toy_transformer_onnx(toy_transformer) -> Path:
+    """:func:`toy_transformer` exported to ONNX by the command line."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'attnmt[onnx]')")
+    path = toy_transformer.parent / "onnx"
+    assert main(["export", str(toy_transformer), "--to", "onnx", "-o", str(path)]) == 0
+    return path

@@ -1,5 +1,5 @@
 """The engine contract: every test here runs against every engine — attnmt's own ``Translator``, a
-CTranslate2 export of a toy Transformer and an ONNX export of a toy GRU — through the members of
+CTranslate2 export of a toy Transformer, ONNX exports of a toy GRU and of that Transformer — through the members of
 ``attnmt.engine.Engine`` only, each compared with the PyTorch model it was exported from."""
 
 import inspect
@@ -23,6 +23,7 @@ ENGINES = {  # engine → (the fixture of its model directory, the fixture of th
     "pytorch": ("toy_transformer", "toy_transformer"),
     "ctranslate2": ("toy_exports", "toy_transformer"),
     "onnx": ("toy_gru_onnx", "toy_gru"),
+    "onnx-transformer": ("toy_transformer_onnx", "toy_transformer"),
 }
 
 

@@ -2,8 +2,6 @@
 model directory that translate, evaluate, complete and serve run through ONNX Runtime."""
 
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,48 +18,54 @@ from attnmt.modeldir import load_model
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'attnmt[onnx]')")
 
-from attnmt.onnx_model import ENCODER, STEP, OnnxGRU, export_graphs, require
+from attnmt.onnx_model import ENCODER, STEP, OnnxGRU, OnnxTransformer, export_graphs, require
 
 SENTENCES = [src for src, _ in toy_pairs()[::10]] + ["We write long letters to our friends.", ""]
 
 
-@pytest.mark.parametrize("attention", ["additive", "dot", "general", "scaled_dot", "none"])
-@pytest.mark.parametrize("input_feeding", [False, True])
-def test_the_graphs_give_the_models_log_probs_and_attention_at_every_step(attention, input_feeding):
-    """Two layers, a padded batch of two sentences, four greedy steps: within float32 rounding."""
+MODELS = {
+    **{f"gru-{attention}-{'feeding' if feeding else 'plain'}": {"attention": attention, "input_feeding": feeding,
+       "embed_size": 16, "hidden_size": 32, "layers": 2, "bridge": True}
+       for attention in ("additive", "dot", "general", "scaled_dot", "none") for feeding in (False, True)},
+    "transformer": {"architecture": "transformer", "hidden_size": 32, "heads": 4, "ff_size": 64, "layers": 2},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_graphs_give_the_models_log_probs_and_attention_at_every_step(name, tmp_path):
+    """Two layers, a padded batch of two sentences, four greedy steps with the rows swapped after each
+    (as beam search reorders them): within float32 rounding."""
     torch.manual_seed(0)
-    config = config_from_dict({"model": {"attention": attention, "embed_size": 16, "hidden_size": 32,
-                                         "layers": 2, "input_feeding": input_feeding, "bridge": True}})  # fmt: skip
-    model = build_model(config.model, 30, 40).eval()
-    directory = Path(tempfile.mkdtemp())
-    export_graphs(model, directory)
-    onnxruntime = require("onnxruntime")
-    graphs = OnnxGRU(
-        *(onnxruntime.InferenceSession(str(directory / n)) for n in (ENCODER, STEP)), attention != "none"
-    )
-    src = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0]])
+    model = build_model(config_from_dict({"model": MODELS[name]}).model, 30, 40).eval()
+    export_graphs(model, tmp_path)
+    sessions = [require("onnxruntime").InferenceSession(str(tmp_path / n)) for n in (ENCODER, STEP)]
+    graphs = OnnxTransformer(*sessions) if name == "transformer" else OnnxGRU(*sessions, model.has_attention)
+    src, swap = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0]]), torch.tensor([1, 0])
     with torch.no_grad():
-        ours, theirs, tokens = (
-            model.init_state(model.encode(src, src == 0)),
-            graphs.encode(src, src == 0),
-            torch.tensor([2, 2]),
-        )
+        ours, theirs = model.init_state(model.encode(src, src == 0)), graphs.encode(src, src == 0)
+        tokens = torch.tensor([2, 2])
         for _ in range(4):
             expected, ours, weights = model.step(tokens, ours)
-            got, theirs, attention_row = graphs.step(tokens, theirs)
+            got, theirs, row = graphs.step(tokens, theirs)
             assert torch.allclose(got, expected, atol=1e-5)
-            assert (weights is None and attention_row is None) or torch.allclose(
-                attention_row, weights, atol=1e-6
+            assert (weights is None and row is None) or torch.allclose(row, weights, atol=1e-6)
+            ours, theirs, tokens = (
+                model.reorder(ours, swap),
+                graphs.reorder(theirs, swap),
+                expected.argmax(-1)[swap],
             )
-            tokens = expected.argmax(-1)
 
 
 @pytest.mark.parametrize("beam", [1, 5])
-def test_the_export_translates_as_the_pytorch_model(toy_gru, toy_gru_onnx, beam):
+@pytest.mark.parametrize("architecture", ["gru", "transformer"])
+def test_the_export_translates_as_the_pytorch_model(request, architecture, beam):
     """The same search over the same numbers: the same tokens, scores and attention."""
+    model = request.getfixturevalue(f"toy_{architecture}")
     options = DecodeOptions(beam_size=beam, n_best=min(beam, 2))
-    ours = load_model(toy_gru).translate_n_best(SENTENCES, options)
-    theirs = load_model(toy_gru_onnx).translate_n_best(SENTENCES, options)
+    ours = load_model(model).translate_n_best(SENTENCES, options)
+    theirs = load_model(request.getfixturevalue(f"toy_{architecture}_onnx")).translate_n_best(
+        SENTENCES, options
+    )
     for a, b in zip((t for n in ours for t in n), (t for n in theirs for t in n), strict=True):
         assert b.tokens == a.tokens and b.src_tokens == a.src_tokens
         assert b.score == pytest.approx(a.score, abs=1e-4)
@@ -114,11 +118,8 @@ def test_the_server_serves_the_export_with_alternatives(toy_gru_onnx):
         assert completed["text"].startswith("Nous")
 
 
-def test_what_cannot_be_exported_or_run_is_refused_in_one_line(
-    toy_gru, toy_gru_onnx, toy_transformer, tmp_path, capsys
-):
+def test_what_cannot_be_exported_or_run_is_refused_in_one_line(toy_gru, toy_gru_onnx, tmp_path, capsys):
     cases = [
-        (["export", str(toy_transformer), "--to", "onnx", "-o", str(tmp_path / "t")], "ONNX export takes GRU models"),
         (["export", str(toy_gru), "--to", "onnx", "--quantization", "int8", "-o", str(tmp_path / "q")],
          "--quantization int8: the ONNX export is float32"),
         (["export", str(toy_gru_onnx), "--to", "onnx", "-o", str(tmp_path / "again")], "an export already"),
@@ -129,9 +130,7 @@ def test_what_cannot_be_exported_or_run_is_refused_in_one_line(
         assert main(argv) == 1, argv
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
-    assert (
-        not (tmp_path / "t").exists() and not (tmp_path / "q").exists() and not (tmp_path / "again").exists()
-    )
+    assert not (tmp_path / "q").exists() and not (tmp_path / "again").exists()
 
 
 @pytest.mark.parametrize("how", ["truncated", "missing"])
