@@ -310,7 +310,7 @@ def load_onnx(
     """The exported model in ``directory`` (its files already checked against ``header``)."""
     onnxruntime = require("onnxruntime")
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = 1  # batches run side by side, one core each (Translator._by_length)
     try:
         encoder, step = (
             onnxruntime.InferenceSession(str(directory / name), options, providers=["CPUExecutionProvider"])
