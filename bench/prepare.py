@@ -14,8 +14,8 @@ from pathlib import Path
 
 from attnmt.config import DataConfig
 from attnmt.corpora import clean, group_references, load_pairs
-from attnmt.tokenization import SubwordTokenizer
 from attnmt.preprocess import build_tokenizers
+from attnmt.tokenization import SubwordTokenizer
 
 DATA = DataConfig(
     train="tatoeba:train", dev="tatoeba:dev", test="tatoeba:test", tokenizer="bpe", vocab_size=8000,

@@ -25,6 +25,7 @@ def model_dir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # a real process translating a stream: 8 s
 def test_translate_from_stdin_keeps_order_and_line_count(model_dir):
     lines = [
         "She loves cats.",

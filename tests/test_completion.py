@@ -128,7 +128,7 @@ def test_alternatives_are_whole_words_that_begin_with_what_is_kept(translator):
 # ---- what a keystroke reuses ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("beam", [1, 3])
+@pytest.mark.parametrize("beam", [1, pytest.param(3, marks=pytest.mark.slow)])  # beam 3: 8 s in all
 def test_reused_states_give_exactly_what_decoding_from_scratch_gives(translator, beam):
     kept, fresh = Completer(translator), Completer(translator, reuse=False)
     options = DecodeOptions(beam_size=beam)

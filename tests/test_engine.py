@@ -16,6 +16,8 @@ from attnmt.onnx_model import OnnxTranslator
 from attnmt.search import length_penalty
 from attnmt.translator import Translator
 
+pytestmark = pytest.mark.slow  # trains a GRU and a Transformer and exports them three ways: about 15 s
+
 SOURCES = ["We are happy.", "She loves cats.", "He is tired.", ""]
 
 

@@ -162,7 +162,7 @@ def _bad_config_value(d):
 
 def _unknown_engine(d):
     header = _header(d)
-    header["engine"] = "onnx"
+    header["engine"] = "marian"
     _write_header(d, header)
 
 
@@ -194,7 +194,10 @@ def _hidden_size_changed(d):
         pytest.param(_bad_config_value, "config.yaml", "model.attention", id="bad-config-value"),
         pytest.param(_hidden_size_changed, WEIGHTS, "do not fit", id="hidden-size-changed"),
         pytest.param(
-            _unknown_engine, "config.yaml", "engine 'onnx' is not one of pytorch, ctranslate2", id="engine"
+            _unknown_engine,
+            "config.yaml",
+            "engine 'marian' is not one of pytorch, ctranslate2, onnx",
+            id="engine",
         ),
         pytest.param(
             _weights_key_missing, "config.yaml", "weights: expected a .safetensors", id="weights-key"

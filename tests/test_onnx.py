@@ -2,6 +2,7 @@
 model directory that translate, evaluate, complete and serve run through ONNX Runtime."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from attnmt.corpora import toy_pairs
 from attnmt.engine import DecodeOptions
 from attnmt.errors import AttnmtError
 from attnmt.model import build_model
-from attnmt.modeldir import load_model
+from attnmt.modeldir import load_model, save_model
+from attnmt.training import train
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'attnmt[onnx]')")
 
@@ -56,6 +58,7 @@ def test_the_graphs_give_the_models_log_probs_and_attention_at_every_step(name, 
             )
 
 
+@pytest.mark.slow  # a trained toy model
 @pytest.mark.parametrize("beam", [1, 5])
 @pytest.mark.parametrize("architecture", ["gru", "transformer"])
 def test_the_export_translates_as_the_pytorch_model(request, architecture, beam):
@@ -72,6 +75,7 @@ def test_the_export_translates_as_the_pytorch_model(request, architecture, beam)
         assert a.attention.shape == b.attention.shape and np.allclose(b.attention, a.attention, atol=1e-5)
 
 
+@pytest.mark.slow  # a trained toy model
 def test_the_export_scores_prefixes_and_completes_as_the_pytorch_model(toy_gru, toy_gru_onnx):
     pytorch, onnx = load_model(toy_gru), load_model(toy_gru_onnx)
     sources, prefix = ["We are happy.", "She loves cats."], ["Nous", "Elle aime les"]
@@ -91,6 +95,7 @@ def test_the_export_scores_prefixes_and_completes_as_the_pytorch_model(toy_gru, 
     )
 
 
+@pytest.mark.slow  # a trained toy model
 def test_the_export_runs_from_the_command_line(toy_gru, toy_gru_onnx, tmp_path, capsys):
     argv = ["--beam", "1", "--text", "We are happy.", "--text", "She loves cats."]
     assert main(["translate", str(toy_gru), *argv]) == 0
@@ -103,6 +108,7 @@ def test_the_export_runs_from_the_command_line(toy_gru, toy_gru_onnx, tmp_path, 
     assert "1 sentences, 1 references" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a trained toy model
 def test_the_server_serves_the_export_with_alternatives(toy_gru_onnx):
     from fastapi.testclient import TestClient
 
@@ -118,13 +124,24 @@ def test_the_server_serves_the_export_with_alternatives(toy_gru_onnx):
         assert completed["text"].startswith("Nous")
 
 
-def test_what_cannot_be_exported_or_run_is_refused_in_one_line(toy_gru, toy_gru_onnx, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny GRU after one update, saved, and its ONNX export: for what is refused, in a second."""
+    config = config_from_dict({"model": {"embed_size": 8, "hidden_size": 16}, "train": {"max_steps": 1}})
+    model, export = tmp_path_factory.mktemp("tiny") / "gru", tmp_path_factory.mktemp("tiny") / "onnx"
+    save_model(train(config, progress=False), model)
+    assert main(["export", str(model), "--to", "onnx", "-o", str(export)]) == 0
+    return model, export
+
+
+def test_what_cannot_be_exported_or_run_is_refused_in_one_line(tiny, tmp_path, capsys):
+    model, export = tiny
     cases = [
-        (["export", str(toy_gru), "--to", "onnx", "--quantization", "int8", "-o", str(tmp_path / "q")],
+        (["export", str(model), "--to", "onnx", "--quantization", "int8", "-o", str(tmp_path / "q")],
          "--quantization int8: the ONNX export is float32"),
-        (["export", str(toy_gru_onnx), "--to", "onnx", "-o", str(tmp_path / "again")], "an export already"),
-        (["export", str(toy_gru), "--to", "onnx", "-o", str(toy_gru_onnx)], "exists and is not empty"),
-        (["translate", str(toy_gru_onnx), "--int8", "--text", "Hi."], "--int8: an ONNX export computes as exported"),
+        (["export", str(export), "--to", "onnx", "-o", str(tmp_path / "again")], "an export already"),
+        (["export", str(model), "--to", "onnx", "-o", str(export)], "exists and is not empty"),
+        (["translate", str(export), "--int8", "--text", "Hi."], "--int8: an ONNX export computes as exported"),
     ]  # fmt: skip
     for argv, message in cases:
         assert main(argv) == 1, argv
@@ -134,11 +151,11 @@ def test_what_cannot_be_exported_or_run_is_refused_in_one_line(toy_gru, toy_gru_
 
 
 @pytest.mark.parametrize("how", ["truncated", "missing"])
-def test_a_corrupted_export_is_refused_in_one_line(toy_gru_onnx, tmp_path, how):
+def test_a_corrupted_export_is_refused_in_one_line(tiny, tmp_path, how):
     import shutil
 
     broken = tmp_path / "broken"
-    shutil.copytree(toy_gru_onnx, broken)
+    shutil.copytree(tiny[1], broken)
     if how == "truncated":
         data = (broken / STEP).read_bytes()
         (broken / STEP).write_bytes(data[: len(data) // 2])
@@ -149,7 +166,7 @@ def test_a_corrupted_export_is_refused_in_one_line(toy_gru_onnx, tmp_path, how):
         load_model(broken)
 
 
-def test_without_onnxruntime_the_export_says_how_to_install_it(toy_gru_onnx, monkeypatch):
+def test_without_onnxruntime_the_export_says_how_to_install_it(tiny, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now fails
     with pytest.raises(AttnmtError, match=r"onnxruntime is not installed: pip install 'attnmt\[onnx\]'"):
-        load_model(toy_gru_onnx)
+        load_model(tiny[1])
