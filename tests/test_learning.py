@@ -4,7 +4,7 @@ The bars hold on any x86 CPU: float order differs between torch's kernel levels 
 auto`` trains in bf16 where the CPU has it natively), so each comment gives the spread measured over
 seeds and kernel levels (``ATEN_CPU_CAPABILITY=default`` and ``avx2``; torch 2.13.0, 2 threads, a
 2-core AVX2-only EPYC, 2026-12-07) and the bar sits well below it.  The ``budget`` schedule (hold, then
-fall to 0) learns in 600 updates what a constant rate learnt in 1,000; AVX-512 BF16's bf16 training was
+fall to 0) learns in 400 updates more than a constant rate learnt in 1,000; AVX-512 BF16's bf16 training was
 not re-measured with it (under the constant rate it stayed within the other levels' spread).  Re-measure
 with ``python tests/test_learning.py NAME --seeds 0 1 [--steps N]`` under each ``ATEN_CPU_CAPABILITY``.
 """
@@ -20,7 +20,7 @@ from attnmt.translator import DecodeOptions
 TRANSFORMER = {"architecture": "transformer", "hidden_size": 64, "heads": 4, "ff_size": 128, "layers": 2}
 
 
-def reversal_accuracy(attention: str, steps: int = 600, seed: int = 0, **model) -> float:
+def reversal_accuracy(attention: str, steps: int = 400, seed: int = 0, **model) -> float:
     """Exact-match accuracy on 300 new sequences after ``steps`` updates of the ``budget`` schedule:
     the learning rate held, then falling linearly to 0 over the last 30 % (the Transformer warms up
     over its first 100 updates)."""
@@ -40,15 +40,15 @@ def reversal_accuracy(attention: str, steps: int = 600, seed: int = 0, **model) 
 
 @pytest.mark.slow
 def test_attention_model_learns_to_reverse_sequences():
-    # measured 0.997 and 0.997 (seeds 0, 1; AVX2), 1.0 (default, seed 0)
+    # measured 0.983 and 0.99 (seeds 0, 1; AVX2), 0.983 (default, seed 0); at 600 updates 0.997-1.0
     assert reversal_accuracy("additive") >= 0.9
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("attention", ["dot", "general", "scaled_dot"])
 def test_every_attention_variant_learns_to_reverse(attention):
-    # measured, seed 0: dot 0.96 (AVX2) 0.96 (default); general 0.99 (AVX2) 0.993 (default);
-    # scaled_dot 0.967 (AVX2) 0.967 (default)
+    # measured, seed 0: dot 0.963 (AVX2) 0.963 (default), seed 1 0.98 (default); general 0.977 (AVX2)
+    # 0.99 (default); scaled_dot 0.933 (AVX2) 0.933 (default), seed 1 0.93 (default)
     assert reversal_accuracy(attention) >= 0.85
 
 
@@ -63,12 +63,13 @@ def test_the_transformer_learns_to_reverse_sequences():
 @pytest.mark.slow
 def test_without_attention_the_same_budget_does_far_worse():
     """One fixed context vector cannot hold a 20-symbol sequence (Cho et al. 2014's bottleneck)."""
-    assert reversal_accuracy("none") <= 0.5  # measured 0.313 (AVX2, default)
+    assert reversal_accuracy("none") <= 0.5  # measured 0.263 (AVX2, default)
 
 
 @pytest.mark.slow
 def test_toy_set_trains_french_to_english():
-    config = config_from_dict({"data": {"src_lang": "fr", "tgt_lang": "en"}, "train": {"epochs": 30}})
+    # 20 epochs: exact on 1.0 of the sample (AVX2 and default kernels, 2026-12-07)
+    config = config_from_dict({"data": {"src_lang": "fr", "tgt_lang": "en"}, "train": {"epochs": 20}})
     pairs = toy_pairs("fr", "en")
     model = train(config, progress=False)
     sample = pairs[::10]
@@ -89,7 +90,7 @@ if __name__ == "__main__":  # the spread behind the bars: one line per run
     parser = argparse.ArgumentParser(description="reversal accuracy of one learning-test model, per seed")
     parser.add_argument("name", choices=["none", "dot", "general", "additive", "scaled_dot", "transformer"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=400)
     args = parser.parse_args()
     torch.set_num_threads(2)
     for seed in args.seeds:
