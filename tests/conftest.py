@@ -60,16 +60,17 @@ def toy_gru(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def toy_gru_onnx(toy_gru) -> Path:
     """:func:`toy_gru` exported to ONNX by the command line."""
-    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'attnmt[onnx]')")
-    path = toy_gru.parent / "onnx"
-    assert main(["export", str(toy_gru), "--to", "onnx", "-o", str(path)]) == 0
-    return path
+    return _onnx_export(toy_gru)
 
 
 @pytest.fixture(scope="session")
 def toy_transformer_onnx(toy_transformer) -> Path:
     """:func:`toy_transformer` exported to ONNX by the command line."""
+    return _onnx_export(toy_transformer)
+
+
+def _onnx_export(model: Path) -> Path:
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'attnmt[onnx]')")
-    path = toy_transformer.parent / "onnx"
-    assert main(["export", str(toy_transformer), "--to", "onnx", "-o", str(path)]) == 0
+    path = model.parent / "onnx"
+    assert main(["export", str(model), "--to", "onnx", "-o", str(path)]) == 0
     return path
