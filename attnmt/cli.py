@@ -648,11 +648,6 @@ def _attention(args: argparse.Namespace) -> None:
         _picture_dir(args.output)
     translator = _load(args)
     _require_attention(translator, args.model_dir)
-    if translator.model is None and (args.layer or args.head):  # the engine's own heads are not ours to read
-        raise AttnmtError(
-            f"--{'layer' if args.layer else 'head'}: {args.model_dir} is a CTranslate2 export, which returns "
-            "only the last layer's cross-attention averaged over its heads"
-        )
     translations = translator.translate(sentences, _decode_options(args), batch_size=args.batch_size)
     for number, t in enumerate(translations, 1):
         if not t.tokens:  # an empty line
@@ -661,7 +656,7 @@ def _attention(args: argparse.Namespace) -> None:
         maps = translator.attention_maps(t)
         if args.kind not in maps:
             raise AttnmtError(f"--kind {args.kind}: {args.model_dir} has only {', '.join(maps)} attention")
-        weights = _pick_layer_and_head(maps[args.kind], args.layer, args.head)
+        weights = _pick_layer_and_head(maps[args.kind], args, translator.config)
         rows, columns = {
             "cross": (t.tokens, t.src_tokens),
             "encoder": (t.src_tokens, t.src_tokens),
@@ -673,9 +668,20 @@ def _attention(args: argparse.Namespace) -> None:
         print(t.text + alignment)
 
 
-def _pick_layer_and_head(weights, layer: int | None, head: int | None):
-    """(layers, heads, T, S) → one (T, S) matrix: layer and head counted from 1; no head, their mean."""
+def _pick_layer_and_head(weights, args: argparse.Namespace, config: Config):
+    """(layers, heads, T, S) → one (T, S) matrix: ``--layer`` and ``--head`` counted from 1; no head, their
+    mean.  An export of a Transformer gives one matrix, its last layer's heads averaged: no choice."""
+    layer, head = args.layer, args.head
     layers, heads = weights.shape[:2]
+    averaged = config.model.architecture == "transformer" and (config.model.layers, config.model.heads) != (
+        1,
+        1,
+    )
+    if (layer or head) and averaged and (layers, heads) == (1, 1):
+        raise AttnmtError(
+            f"--{'layer' if layer else 'head'}: {args.model_dir} returns only the last layer's cross-attention "
+            "averaged over its heads (an export)"
+        )
     if layer is not None and not 1 <= layer <= layers:
         raise AttnmtError(f"--layer {layer}: the model has {layers} layer(s), numbered from 1")
     if head is not None and not 1 <= head <= heads:

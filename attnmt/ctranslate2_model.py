@@ -17,7 +17,8 @@ alternatives, no completion as you type.  How each of attnmt's search rules is k
   so the best translations differ now and then (tests/test_export.py).
 - *Scores* are log-probabilities with ``<eos>`` included, the forced prefix's too, as attnmt's, with
   one difference: CTranslate2 rules ``<pad>`` and ``<sos>`` out *before* its softmax, attnmt after, so a
-  translation's score is higher by what the model gives those two.  ``score`` reads given translations with ``score_batch``: attnmt's numbers.
+  translation's score is higher by what the model gives those two.  ``score`` reads given translations
+  with ``score_batch``: attnmt's numbers.
 - *Beam search* stops when it has ``beam_size`` ended hypotheses (attnmt: when ``n_best`` of them rank
   above the best live one), so below the best, an n-best list may hold other alternatives.
 - *Attention* is the last decoder layer's cross-attention averaged over all heads (the export sets
@@ -36,8 +37,15 @@ import numpy as np
 import torch
 
 from attnmt.config import Config
-from attnmt.device import select_device
-from attnmt.engine import DecodeOptions, Engine, Score, Translation, empty_translation, target_tokens
+from attnmt.engine import (
+    DecodeOptions,
+    Engine,
+    Score,
+    Translation,
+    empty_translation,
+    stay_on_cpu,
+    target_tokens,
+)
 from attnmt.errors import AttnmtError
 from attnmt.search import length_penalty, max_output_length
 from attnmt.tokenization import Tokenizer
@@ -96,16 +104,9 @@ class CTranslate2Translator(Engine):
         return self.exported_parameters
 
     def place(self, device: str = "auto", *, int8: bool = False) -> None:
-        """It stays where it is: on the CPU, computing as exported."""
-        if select_device(device, source="--device").type != "cpu" and device != "auto":
-            raise AttnmtError(
-                f"--device {device}: a CTranslate2 export runs on the CPU here (use --device cpu)"
-            )
-        if int8:
-            raise AttnmtError(
-                f"--int8: a CTranslate2 export computes as exported ({self.quantization}); "
-                "export with --quantization int8 instead"
-            )
+        stay_on_cpu(
+            device, int8, "a CTranslate2 export", self.quantization, "export with --quantization int8 instead"
+        )
 
     def translate_n_best(
         self,

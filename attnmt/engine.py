@@ -17,6 +17,7 @@ import numpy as np
 
 from attnmt.alignment import replace_unknowns
 from attnmt.config import Config
+from attnmt.device import select_device
 from attnmt.errors import AttnmtError
 from attnmt.model import Seq2Seq
 from attnmt.tokenization import Tokenizer
@@ -170,6 +171,17 @@ def target_tokens(engine: Engine, texts: list[str], count: int, name: str) -> li
         if any(token in (PAD, SOS, EOS) for token in row):
             raise AttnmtError(f"{name}[{i}]: holds <pad>, <sos> or <eos>, which are not words")
     return rows
+
+
+def stay_on_cpu(device: str, int8: bool, engine: str, computes: str, advice: str = "") -> None:
+    """:meth:`Engine.place` of an export, which runs on the CPU and computes as it was exported
+    (``computes``, e.g. float32): ``device`` and ``int8`` may only ask for that, else an error names them."""
+    if select_device(device, source="--device").type != "cpu" and device != "auto":
+        raise AttnmtError(f"--device {device}: {engine} runs on the CPU here (use --device cpu)")
+    if int8:
+        raise AttnmtError(
+            f"--int8: {engine} computes as exported ({computes}){'; ' + advice if advice else ''}"
+        )
 
 
 def check_top_k(top_k: int) -> None:

@@ -24,8 +24,9 @@ from torch import Tensor, nn
 
 from attnmt.config import Config
 from attnmt.ctranslate2_model import POSITIONS
+from attnmt.engine import stay_on_cpu
 from attnmt.errors import AttnmtError
-from attnmt.model import EncoderDecoderAttention, RNNState, Seq2Seq
+from attnmt.model import EncoderDecoderAttention, EncoderOutput, RNNState, Seq2Seq
 from attnmt.tokenization import Tokenizer
 from attnmt.transformer import Transformer, sinusoidal_positions
 from attnmt.translator import Translator
@@ -58,15 +59,8 @@ class EncoderGraph(nn.Module):
         states, final = encoder.rnn(encoder.embedding(src))  # one sentence: nothing to pack
         if encoder.bidirectional:
             final = torch.cat([final[0::2], final[1::2]], dim=-1)
-        state = self.model.init_state(_Encoded(states, final, torch.zeros_like(src, dtype=torch.bool)))
+        state = self.model.init_state(EncoderOutput(states, final, torch.zeros_like(src, dtype=torch.bool)))
         return state.memory, state.keys, state.hidden, state.fixed_context
-
-
-@dataclass
-class _Encoded:  # as attnmt.model.EncoderOutput
-    states: Tensor
-    final: Tensor
-    src_pad_mask: Tensor
 
 
 class StepGraph(nn.Module):
@@ -224,17 +218,16 @@ class OnnxGRU(_OnnxSeq2Seq):
         outputs = [
             self.encoder_session.run(None, {"src": ids[~pad][None].numpy()})
             for ids, pad in zip(src, src_pad_mask, strict=True)
-        ]
+        ]  # per sentence: memory (1, s, H), keys (1, s, ·), hidden (L, 1, H), fixed context (1, H)
         width = src.size(1)
-
-        def batch(i: int, axis: int = 0) -> Tensor:
-            parts = [
-                o[i] if o[i].ndim < 3 or axis else np.pad(o[i], [(0, 0), (0, width - o[i].shape[1]), (0, 0)])
-                for o in outputs
-            ]
-            return torch.from_numpy(np.concatenate(parts, axis=axis))
-
-        memory, keys, hidden, fixed = batch(0), batch(1), batch(2, axis=1), batch(3)
+        memory, keys = (
+            torch.from_numpy(
+                np.concatenate([np.pad(o[i], [(0, 0), (0, width - o[i].shape[1]), (0, 0)]) for o in outputs])
+            )
+            for i in (0, 1)
+        )
+        hidden = torch.from_numpy(np.concatenate([o[2] for o in outputs], axis=1))
+        fixed = torch.from_numpy(np.concatenate([o[3] for o in outputs]))
         return RNNState(hidden, memory, keys, src_pad_mask, fixed, torch.zeros_like(fixed))
 
     def step(self, prev_tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState, Tensor | None]:
@@ -284,7 +277,7 @@ class OnnxTransformer(_OnnxSeq2Seq):
 
 @dataclass
 class OnnxTranslator(Translator):
-    """A GRU exported to ONNX, searched by attnmt step by step on the CPU through ONNX Runtime."""
+    """A model exported to ONNX, searched by attnmt step by step on the CPU through ONNX Runtime."""
 
     exported_parameters: int = 0
 
@@ -293,11 +286,7 @@ class OnnxTranslator(Translator):
         return self.exported_parameters
 
     def place(self, device: str = "auto", *, int8: bool = False) -> None:
-        """It stays where it is: on the CPU, computing as exported."""
-        if device not in ("auto", "cpu"):
-            raise AttnmtError(f"--device {device}: an ONNX export runs on the CPU here (use --device cpu)")
-        if int8:
-            raise AttnmtError("--int8: an ONNX export computes as exported (float32)")
+        stay_on_cpu(device, int8, "an ONNX export", "float32")
 
 
 def load_onnx(

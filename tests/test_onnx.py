@@ -170,3 +170,14 @@ def test_without_onnxruntime_the_export_says_how_to_install_it(tiny, monkeypatch
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now fails
     with pytest.raises(AttnmtError, match=r"onnxruntime is not installed: pip install 'attnmt\[onnx\]'"):
         load_model(tiny[1])
+
+
+@pytest.mark.slow  # a trained toy model
+def test_a_transformer_export_draws_its_averaged_attention_and_refuses_a_layer(
+    toy_transformer_onnx, tmp_path, capsys
+):
+    argv = ["attention", str(toy_transformer_onnx), "--text", "We are happy.", "-o"]
+    assert main([*argv, str(tmp_path / "a.png")]) == 0 and (tmp_path / "a.png").is_file()
+    capsys.readouterr()
+    assert main([*argv, str(tmp_path / "b.png"), "--head", "2"]) == 1
+    assert "only the last layer's cross-attention averaged over its heads" in capsys.readouterr().err
