@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 REACHABLE = python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)" $(TORCH_INDEX)/ 2>/dev/null
 
-.PHONY: demo test test-fast lint
+.PHONY: demo test test-fast lint site-vendor
 
 demo: $(VENV)/.installed
 	$(BIN)/attnmt demo
@@ -35,4 +35,17 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
 		|| echo "no Chromium could be installed: tests/test_web.py will be skipped"
+	$(MAKE) site-vendor || echo "no npm: attnmt export --to web and its tests (tests/test_site.py) are left out"
+	touch $@
+
+# onnxruntime-web, which the pages of `attnmt export --to web` run on: from npm, pinned by
+# web/package-lock.json, copied with its licence into attnmt/resources/site/vendor (not in git)
+SITE_VENDOR := attnmt/resources/site/vendor
+site-vendor: $(SITE_VENDOR)/.installed
+
+$(SITE_VENDOR)/.installed: web/package.json web/package-lock.json web/LICENSE-onnxruntime-web.txt
+	cd web && npm ci --no-audit --no-fund --silent
+	mkdir -p $(SITE_VENDOR)
+	cd web/node_modules/onnxruntime-web/dist && cp ort.wasm.min.mjs ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm $(CURDIR)/$(SITE_VENDOR)/
+	cp web/LICENSE-onnxruntime-web.txt $(SITE_VENDOR)/LICENSE
 	touch $@

@@ -362,21 +362,25 @@ def _add_average(commands: argparse._SubParsersAction, shared: _Shared) -> None:
 
 def _add_export(commands: argparse._SubParsersAction, shared: _Shared) -> None:
     export = commands.add_parser(
-        "export", help="a Transformer as a CTranslate2 model directory (translate, evaluate, serve run it)"
+        "export",
+        help="a model for another engine: CTranslate2 or ONNX Runtime (translate, evaluate, serve run it), "
+        "or a static web page that translates offline",
     )
     export.add_argument("model_dir", type=Path)
     export.add_argument(
         "--to",
-        choices=("ctranslate2", "onnx"),
+        choices=("ctranslate2", "onnx", "web"),
         required=True,
-        help="the engine to export to: ctranslate2 (a Transformer), onnx (any model; float32)",
+        help="ctranslate2 (a Transformer), onnx (any model), web (any model: an ONNX export with a page "
+        "that runs it in the browser)",
     )
     export.add_argument("-o", "--output", type=Path, required=True, help="the new model directory")
     export.add_argument(
         "--quantization",
         choices=QUANTIZATIONS,
         default="float32",
-        help="how the weights are stored and computed (default float32; int8: fastest on CPUs)",
+        help="how the weights are stored and computed (default float32; int8: fastest on CPUs, the "
+        "smallest; onnx and web: float32 or int8)",
     )
     export.set_defaults(func=_export)
 
@@ -770,10 +774,8 @@ def _effort_line(name: str, r: dict[str, float]) -> str:
 
 
 def _export(args: argparse.Namespace) -> None:
-    if args.to == "onnx":
-        if args.quantization != "float32":
-            raise AttnmtError(f"--quantization {args.quantization}: the ONNX export is float32")
-        export_onnx(args.model_dir, args.output)
+    if args.to in ("onnx", "web"):
+        export_onnx(args.model_dir, args.output, args.quantization, site=args.to == "web")
     else:
         export_ctranslate2(args.model_dir, args.output, args.quantization)
     print(f"{args.output}: {args.model_dir} for {args.to}, weights {args.quantization}", file=sys.stderr)

@@ -1,7 +1,11 @@
 """``attnmt export``: a trained model as a model directory another engine runs.
 
 ``--to onnx``: a GRU model or a Transformer as two ONNX graphs, the encoder and one decoding step
-(:mod:`attnmt.onnx_model`), run by ONNX Runtime under attnmt's own search.
+(:mod:`attnmt.onnx_model`), run by ONNX Runtime under attnmt's own search; float32, or int8 weights
+(ONNX Runtime's dynamic quantization of the matrix products and embeddings).
+
+``--to web``: the ONNX export and a static page that translates with it in the browser
+(:mod:`attnmt.site`).
 
 ``--to ctranslate2``: a trained Transformer as a CTranslate2 model, the engine OpenNMT-py models are
 deployed with (int8 on any CPU, no PyTorch at run time).
@@ -48,7 +52,8 @@ from attnmt.modeldir import (
     engine_of,
     load_model,
 )
-from attnmt.onnx_model import export_graphs, require
+from attnmt.onnx_model import export_graphs, quantize_graphs, require
+from attnmt.site import check_vendored, write_site
 from attnmt.transformer import Transformer, sinusoidal_positions
 from attnmt.translator import Translator
 from attnmt.vocab import EOS, SOS, UNK
@@ -78,15 +83,28 @@ def export_ctranslate2(model_dir: Path, output: Path, quantization: str = "float
     return _write(Path(model_dir), output, translator, header, lambda staging: spec.save(str(staging)))
 
 
-def export_onnx(model_dir: Path, output: Path) -> Path:
+ONNX_QUANTIZATIONS = ("float32", "int8")
+
+
+def export_onnx(model_dir: Path, output: Path, quantization: str = "float32", *, site: bool = False) -> Path:
     """Export the model in ``model_dir`` (a GRU model or a Transformer) to a new directory ``output`` as
-    ONNX graphs (float32)."""
+    ONNX graphs with ``quantization`` weights; with ``site``, the web page that runs them too."""
     require("onnx")
+    if quantization not in ONNX_QUANTIZATIONS:
+        raise AttnmtError(f"--quantization {quantization}: the ONNX export is float32 or int8")
+    if site:
+        check_vendored()
     translator = _exportable(model_dir, output)
-    header = {"engine": "onnx", "quantization": "float32"}
-    return _write(
-        Path(model_dir), output, translator, header, lambda staging: export_graphs(translator.model, staging)
-    )
+
+    def save(staging: Path) -> None:
+        names = export_graphs(translator.model, staging)
+        if quantization == "int8":
+            quantize_graphs(staging, names)
+        if site:
+            write_site(staging, translator, quantization)
+
+    header = {"engine": "onnx", "quantization": quantization}
+    return _write(Path(model_dir), output, translator, header, save)
 
 
 def _exportable(model_dir: Path, output: Path) -> Translator:

@@ -1,5 +1,6 @@
 """Fixtures several test files share: models trained once per session."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,16 @@ def _onnx_export(model: Path) -> Path:
     path = model.parent / "onnx"
     assert main(["export", str(model), "--to", "onnx", "-o", str(path)]) == 0
     return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's), driven by Playwright."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium: `apt-get install chromium` (make test does so where it can)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield browser
+        browser.close()

@@ -108,6 +108,27 @@ def test_the_export_runs_from_the_command_line(toy_gru, toy_gru_onnx, tmp_path, 
     assert "1 sentences, 1 references" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # trained toy models
+@pytest.mark.parametrize("architecture", ["gru", "transformer"])
+def test_an_int8_export_is_smaller_and_translates_as_float32_nearly_always(request, architecture, tmp_path):
+    import onnx
+
+    model = request.getfixturevalue(f"toy_{architecture}")
+    exported = request.getfixturevalue(f"toy_{architecture}_onnx")
+    argv = ["export", str(model), "--to", "onnx", "--quantization", "int8", "-o", str(tmp_path / "int8")]
+    assert main(argv) == 0
+    int8 = load_model(tmp_path / "int8")
+    assert int8.quantization == "int8"
+    assert "MatMulInteger" in {n.op_type for n in onnx.load(tmp_path / "int8" / STEP).graph.node}
+    assert (tmp_path / "int8" / STEP).stat().st_size < (exported / STEP).stat().st_size
+    options = DecodeOptions(beam_size=1)
+    theirs = load_model(exported).translate(SENTENCES, options)
+    same = sum(a.tokens == b.tokens for a, b in zip(int8.translate(SENTENCES, options), theirs, strict=True))
+    assert same >= 0.75 * len(SENTENCES)
+    with pytest.raises(AttnmtError, match=r"--int8: an ONNX export computes as exported \(int8\)"):
+        int8.place("cpu", int8=True)
+
+
 @pytest.mark.slow  # a trained toy model
 def test_the_server_serves_the_export_with_alternatives(toy_gru_onnx):
     from fastapi.testclient import TestClient
@@ -137,8 +158,8 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
 def test_what_cannot_be_exported_or_run_is_refused_in_one_line(tiny, tmp_path, capsys):
     model, export = tiny
     cases = [
-        (["export", str(model), "--to", "onnx", "--quantization", "int8", "-o", str(tmp_path / "q")],
-         "--quantization int8: the ONNX export is float32"),
+        (["export", str(model), "--to", "onnx", "--quantization", "int16", "-o", str(tmp_path / "q")],
+         "--quantization int16: the ONNX export is float32 or int8"),
         (["export", str(export), "--to", "onnx", "-o", str(tmp_path / "again")], "an export already"),
         (["export", str(model), "--to", "onnx", "-o", str(export)], "exists and is not empty"),
         (["translate", str(export), "--int8", "--text", "Hi."], "--int8: an ONNX export computes as exported"),

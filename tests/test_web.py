@@ -5,7 +5,6 @@ two models side by side; words, not subword pieces), and translating as you type
 import importlib.util
 import math
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import pytest
 from attnmt.cli import main
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = os.environ.get("ATTNMT_SCREENSHOT")  # where to keep the picture (the README's comes from here)
 SCREENSHOT_TYPING = os.environ.get("ATTNMT_SCREENSHOT_TYPING")  # the same, of translating as you type
 TOP_K = 6  # the alternatives the page asks for per word
@@ -69,17 +67,6 @@ def server(tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("no Chromium: `apt-get install chromium` (make test does so where it can)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def open_page(browser, server: str):
