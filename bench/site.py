@@ -81,7 +81,8 @@ def main() -> None:
         for beam in args.beams:
             result = page.evaluate(TRANSLATE_ALL, [sources, beam])
             seconds = result["ms"] / 1000
-            theirs = engine.translate(sources, DecodeOptions(beam_size=beam))
+            options = DecodeOptions(beam_size=beam)
+            theirs = [engine.translate([s], options)[0] for s in sources]  # one at a time, as the page
             same = sum(t == o.tokens for t, o in zip(result["tokens"], theirs, strict=True))
             texts = [engine.tgt_tokenizer.detokenize(t[:-1]) for t in result["tokens"]]
             bleu = corpus_scores(texts, references).bleu

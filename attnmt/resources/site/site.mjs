@@ -14,6 +14,7 @@ function language(code) {
 
 async function start() {
   const translator = await Translator.load();
+  performance.mark("attnmt:loaded"); // the model ready to translate
   const { page } = translator;
   const heatmap = new Heatmap($("attention-view"));
   $("source").placeholder = page.example;

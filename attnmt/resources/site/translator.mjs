@@ -111,9 +111,11 @@ export class Translator {
     ort.env.wasm.wasmPaths = new URL("./", import.meta.url).href; // this folder, never a CDN
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency) : 1;
     const json = async (name) => (await fetched(name)).json();
-    const sessions = Promise.all(
-      ["encoder.onnx", "step.onnx"].map((name) => ort.InferenceSession.create(name, { executionProviders: ["wasm"] })),
+    const session = async (name) => ort.InferenceSession.create(
+      new Uint8Array(await (await fetched(name)).arrayBuffer()), // fetched while WebAssembly compiles
+      { executionProviders: ["wasm"] },
     );
+    const sessions = Promise.all([session("encoder.onnx"), session("step.onnx")]);
     const page = await json("page.json");
     const tokenizer = async (side, lang) => (page.tokenizer === "word"
       ? new WordTokenizer(lang)
