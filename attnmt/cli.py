@@ -746,7 +746,7 @@ def _simulate(args: argparse.Namespace) -> None:
     results, overall = {}, Effort()
     print(
         "data  sentences  keystroke-ratio  mouse-action-ratio  KSMR  next-word  unedited  post-edit  "
-        "latency-p50/p95/max-ms  proposal/fresh"
+        "latency-p50/p95/max-ms  proposal/fresh  keystroke/fresh"
     )
     for spec in specs:
         pairs = load_pairs(spec, src_lang=data.src_lang, tgt_lang=data.tgt_lang, root=args.data_dir)
@@ -769,7 +769,7 @@ def _effort_line(name: str, r: dict[str, float]) -> str:
         f"{name}  {r['sentences']}  {r['keystroke_ratio']:.3f}  {r['mouse_action_ratio']:.3f}  {r['ksmr']:.3f}  "
         f"{r['next_word_accuracy']:.1%}  {r['unedited']:.1%}  {r['post_edit_rate']:.3f}  "
         f"{r['latency_p50_ms']:.1f}/{r['latency_p95_ms']:.1f}/{r['latency_max_ms']:.1f}  "
-        f"{r['proposal_vs_fresh']:.2f}"
+        f"{r['proposal_vs_fresh']:.2f}  {r['keystroke_vs_fresh']:.2f}"
     )
 
 

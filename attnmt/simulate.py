@@ -11,7 +11,9 @@ up to the first character that differs from the reference, then either
 
 and the model proposes again.  A proposal that holds the whole reference is accepted (one mouse action;
 one keystroke more to delete what follows it, if anything does).  Keystroke ratio = keystrokes ÷
-reference characters, mouse-action ratio likewise, KSMR their sum.  Next-word accuracy: given the
+reference characters, mouse-action ratio likewise, KSMR their sum.  A proposal's cost: its latency
+÷ the time to translate its sentence afresh, over all proposals and over those a keystroke asked for
+(the first proposal of a sentence is a translation: nothing is typed yet).  Next-word accuracy: given the
 reference up to each of its words, how often the model's next word is that word.  The post-editing
 baseline: the character edit distance from the model's unassisted translation to the reference ÷
 reference characters.  Everything but the latencies is deterministic.
@@ -40,6 +42,8 @@ class Effort:
     edit_distance: int = 0  # unassisted translations' character edit distances to the references
     latencies: list[float] = field(default_factory=list)  # seconds per proposal
     fresh: list[float] = field(default_factory=list)  # per proposal, seconds to translate its sentence
+    # per proposal, what asked for it: "start" (nothing typed yet), "keystroke" or "pick" (an alternative)
+    causes: list[str] = field(default_factory=list)
 
     def add(self, other: "Effort") -> None:
         for name, value in vars(other).items():
@@ -59,7 +63,16 @@ class Effort:
             "latency_p95_ms": float(np.percentile(latency_ms, 95)),
             "latency_max_ms": float(latency_ms.max()),
             "proposal_vs_fresh": float(np.mean(self.latencies) / np.mean(self.fresh)),
+            "keystroke_vs_fresh": self.cost_vs_fresh("keystroke"),
         }
+
+    def cost_vs_fresh(self, cause: str) -> float:
+        """The mean latency of the proposals ``cause`` asked for ÷ the mean time to translate their
+        sentences afresh (NaN if there were none)."""
+        picked = [i for i, c in enumerate(self.causes) if c == cause]
+        if not picked:
+            return float("nan")
+        return float(np.mean([self.latencies[i] for i in picked]) / np.mean([self.fresh[i] for i in picked]))
 
 
 def simulate(
@@ -72,11 +85,12 @@ def simulate(
     unassisted = completer.translator.translate([source], options)[0].text
     fresh = time.perf_counter() - start
     effort.edit_distance = edit_distance(unassisted, reference)
-    typed = ""
+    typed, cause = "", "start"
     while True:
         start = time.perf_counter()
         completion = completer.complete(source, typed, options)
         effort.latencies.append(time.perf_counter() - start)
+        effort.causes.append(cause)
         right = _common_prefix(completion.text, reference)
         if right == len(reference):  # the proposal holds the reference: accept it
             effort.mouse_actions += 1
@@ -86,11 +100,11 @@ def simulate(
         picked = _alternative(completer, source, completion, reference, right, top_k) if top_k else None
         if picked is not None:
             effort.mouse_actions += 1
-            typed = picked
+            typed, cause = picked, "pick"
         else:
             effort.mouse_actions += right > len(typed)
             effort.keystrokes += 1
-            typed = reference[: right + 1]
+            typed, cause = reference[: right + 1], "keystroke"
     effort.fresh = [fresh] * len(effort.latencies)  # each proposal against its sentence's translation
     words = _word_starts(reference)
     effort.words = len(words)

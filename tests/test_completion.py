@@ -1,6 +1,7 @@
 """Translate as you type: completion of typed text (word and SentencePiece vocabularies, greedy and beam,
 GRU and Transformer, int8), the decoded prefixes a keystroke reuses, and the simulated translator."""
 
+import math
 import types
 
 import numpy as np
@@ -259,14 +260,20 @@ def test_the_simulated_translator_counts_by_hand():
     assert (effort.words, effort.words_predicted, effort.unedited) == (3, 1, 0)  # "le" right only
     assert effort.edit_distance == 3  # chien → chat: i→a, e→t, delete n
     assert len(effort.latencies) == len(effort.fresh) == 3
+    assert effort.causes == ["start", "keystroke", "keystroke"]
 
     picking = _Scripted(proposals, {"chien": ["chaton", "chat"]}, unassisted="le chien noir")
     effort = simulate(picking, "the black cat", reference, DecodeOptions(beam_size=1), top_k=5)
     # "": click "chien", take "chat" ("chaton" is not the reference's word); "le chat": accept
     assert (effort.keystrokes, effort.mouse_actions) == (0, 2)
-    assert picking.asked[:2] == ["", "le chat"]
+    assert picking.asked[:2] == ["", "le chat"] and effort.causes == ["start", "pick"]
     summary = effort.summary()
     assert summary["ksmr"] == pytest.approx(2 / 12) and summary["next_word_accuracy"] == pytest.approx(1 / 3)
+    assert math.isnan(summary["keystroke_vs_fresh"])  # no keystroke asked for a proposal
+    effort.latencies, effort.fresh = [0.3, 0.1], [0.2, 0.2]
+    assert effort.cost_vs_fresh("pick") == pytest.approx(0.5) and effort.cost_vs_fresh(
+        "start"
+    ) == pytest.approx(1.5)
 
 
 def test_a_proposal_that_runs_past_the_reference_costs_a_keystroke_to_cut():
@@ -292,6 +299,7 @@ def test_simulate_command_reports_every_measure(tmp_path, capsys):
     assert results["sentences"] == 4
     assert results["ksmr"] == pytest.approx(results["keystroke_ratio"] + results["mouse_action_ratio"])
     assert 0 <= results["next_word_accuracy"] <= 1 and results["latency_p95_ms"] > 0
+    assert results["keystroke_vs_fresh"] > 0 or math.isnan(results["keystroke_vs_fresh"])
     assert "toy  4  " in capsys.readouterr().out
 
 
