@@ -30,9 +30,6 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 
 NODE = shutil.which("node")
 VENDORED = (VENDOR / "ort-wasm-simd-threaded.wasm").is_file()
-needs_vendor = pytest.mark.skipif(
-    not VENDORED, reason="onnxruntime-web is not vendored: `make site-vendor` (needs npm)"
-)
 SENTENCES = [src for src, _ in toy_pairs()[::9]] + [
     "We write long letters to our friends.",
     "Where is the zebra?",
