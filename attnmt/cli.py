@@ -677,10 +677,7 @@ def _pick_layer_and_head(weights, args: argparse.Namespace, config: Config):
     mean.  An export of a Transformer gives one matrix, its last layer's heads averaged: no choice."""
     layer, head = args.layer, args.head
     layers, heads = weights.shape[:2]
-    averaged = config.model.architecture == "transformer" and (config.model.layers, config.model.heads) != (
-        1,
-        1,
-    )
+    averaged = config.model.architecture == "transformer" and config.model.layers * config.model.heads > 1
     if (layer or head) and averaged and (layers, heads) == (1, 1):
         raise AttnmtError(
             f"--{'layer' if layer else 'head'}: {args.model_dir} returns only the last layer's cross-attention "

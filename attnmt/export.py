@@ -53,7 +53,7 @@ from attnmt.modeldir import (
     load_model,
 )
 from attnmt.onnx_model import export_graphs, quantize_graphs, require
-from attnmt.site import check_vendored, write_site
+from attnmt.site import check_tokenizer, check_vendored, write_site
 from attnmt.transformer import Transformer, sinusoidal_positions
 from attnmt.translator import Translator
 from attnmt.vocab import EOS, SOS, UNK
@@ -95,13 +95,15 @@ def export_onnx(model_dir: Path, output: Path, quantization: str = "float32", *,
     if site:
         check_vendored()
     translator = _exportable(model_dir, output)
+    if site:
+        check_tokenizer(translator.config)
 
     def save(staging: Path) -> None:
         names = export_graphs(translator.model, staging)
         if quantization == "int8":
             quantize_graphs(staging, names)
         if site:
-            write_site(staging, translator, quantization)
+            write_site(staging, translator)
 
     header = {"engine": "onnx", "quantization": quantization}
     return _write(Path(model_dir), output, translator, header, save)

@@ -299,12 +299,11 @@ class OnnxTranslator(Translator):
     """A model exported to ONNX, searched by attnmt step by step on the CPU through ONNX Runtime."""
 
     exported_parameters: int = 0
+    quantization: str = "float32"  # as exported: float32 or int8
 
     @property
     def parameter_count(self) -> int:
         return self.exported_parameters
-
-    quantization: str = "float32"
 
     def place(self, device: str = "auto", *, int8: bool = False) -> None:
         stay_on_cpu(device, int8, "an ONNX export", self.quantization, "export with --quantization int8")

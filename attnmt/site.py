@@ -20,6 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
+from attnmt.config import Config
 from attnmt.errors import AttnmtError
 from attnmt.translator import Translator
 
@@ -47,13 +48,17 @@ def check_vendored() -> None:
         )
 
 
-def write_site(directory: Path, translator: Translator, quantization: str) -> None:
-    """The page's files in ``directory``, beside the graphs of ``translator``'s model."""
-    data, model = translator.config.data, translator.config.model
-    if data.tokenizer == "unigram":
+def check_tokenizer(config: Config) -> None:
+    """That the page can tokenize as the model does: SentencePiece BPE or words, not unigram."""
+    if config.data.tokenizer == "unigram":
         raise AttnmtError(
             "data.tokenizer: unigram; the page's tokenizers speak SentencePiece BPE and words (train with bpe)"
         )
+
+
+def write_site(directory: Path, translator: Translator) -> None:
+    """The page's files in ``directory``, beside the graphs of ``translator``'s model."""
+    data, model = translator.config.data, translator.config.model
     for name in PAGE_FILES:
         shutil.copyfile(PAGE / name, directory / name)
     for name in SHARED_FILES:
@@ -66,7 +71,6 @@ def write_site(directory: Path, translator: Translator, quantization: str) -> No
         "tokenizer": data.tokenizer,
         "src_lang": data.src_lang,
         "tgt_lang": data.tgt_lang,
-        "quantization": quantization,
         "example": EXAMPLE if data.src_lang == "en" else "",
     }
     (directory / "page.json").write_text(json.dumps(page, indent=1), encoding="utf-8")
