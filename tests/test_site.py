@@ -95,12 +95,12 @@ def _tiny(directory: Path, **model) -> Path:
 @pytest.fixture(scope="module")
 def sites(toy_gru, toy_transformer, tmp_path_factory) -> dict[str, Path]:
     """Exported --to web by the command line: the toy GRU and Transformer (word tokens), a GRU on
-    SentencePiece pieces, a GRU without attention, and the toy GRU with int8 weights."""
+    SentencePiece pieces, a GRU without attention, and the toy GRU and Transformer with int8 weights."""
     if not VENDORED:
         pytest.skip("onnxruntime-web is not vendored: `make site-vendor` (needs npm)")
     root = tmp_path_factory.mktemp("sites")
     models = {
-        "gru": toy_gru, "transformer": toy_transformer, "gru-int8": toy_gru,
+        "gru": toy_gru, "transformer": toy_transformer, "gru-int8": toy_gru, "transformer-int8": toy_transformer,
         "pieces": _tiny(root / "pieces-model", tokenizer="bpe"),
         "baseline": _tiny(root / "baseline-model", attention="none"),
     }  # fmt: skip
@@ -162,7 +162,7 @@ def open_site(browser, url: str):
 
 
 @pytest.mark.slow  # trained toy models, Chromium
-@pytest.mark.parametrize("name", ["gru", "transformer", "pieces", "baseline", "gru-int8"])
+@pytest.mark.parametrize("name", ["gru", "transformer", "pieces", "baseline", "gru-int8", "transformer-int8"])
 def test_the_page_translates_as_attnmt_does_with_the_same_export(browser, sites, name):
     site = sites[name]
     engine = load_model(site)
