@@ -466,6 +466,8 @@ def _recipe(name: str, arch: str, lr: float) -> str:
     if name == "attnmt":
         return f"`{attnmt_cli.BEST[arch].relative_to(Path(__file__).parents[1])}`"
     options = dict(TOOLKITS[name].BEST[arch])
+    if arch in getattr(TOOLKITS[name], "WARMUP_SHARE", {}):
+        options["warmup_steps"] = f"{TOOLKITS[name].WARMUP_SHARE[arch]:.0%} of the updates"
     if lr != SETTINGS[arch]["lr"]:  # attnmt's tuned rate, given to the peer too
         options["learning rate"] = lr
     return ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in options.items()) or "the matched options"
