@@ -56,13 +56,15 @@ def main() -> None:
     print(f"{args.model_dir}{' --int8' if args.int8 else ''} on {args.data}: {len(pairs):,} sentences, "
           f"{keystrokes:,} keystrokes, greedy, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"capability {torch.backends.cpu.get_cpu_capability()}")  # fmt: skip
-    print("| keystrokes | share | latency p50 / p95 / max ms | keystroke ÷ fresh |\n|---|---:|---:|---:|")
+    print(
+        "| keystrokes | count | share | latency p50 / p95 / max ms | keystroke ÷ fresh |\n|---|---:|---:|---:|---:|"
+    )
     latencies["all"] = latencies["follows"] + latencies["departs"]
     fresh_times["all"] = fresh_times["follows"] + fresh_times["departs"]
     for kind, values in latencies.items():
         ms = np.array(values) * 1000
         mean_ratio = np.mean(values) / np.mean(fresh_times[kind])  # as `attnmt simulate`: mean ÷ mean
-        print(f"| {kind} | {len(values) / keystrokes:.1%} | {np.percentile(ms, 50):.1f} / "
+        print(f"| {kind} | {len(values):,} | {len(values) / keystrokes:.1%} | {np.percentile(ms, 50):.1f} / "
               f"{np.percentile(ms, 95):.1f} / {ms.max():.1f} | {mean_ratio:.3f} |")  # fmt: skip
 
 
