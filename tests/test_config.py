@@ -241,3 +241,14 @@ def test_config_file_must_be_a_mapping(tmp_path):
 def test_toy_yaml_is_the_demo_configuration():
     """configs/toy.yaml, the example experiment file, spells out exactly what the demo trains."""
     assert load_config(TOY_YAML) == Config()
+
+
+@pytest.mark.parametrize("path", sorted(TOY_YAML.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    """The configs a user picks (by budget, by data set) are valid as shipped; a budget config's name
+    says its budget."""
+    config = load_config(path)
+    budget = re.search(r"-(\d+)min\.yaml$", path.name)
+    if budget:
+        assert config.train.max_minutes == int(budget.group(1))
+        assert config.train.schedule == "budget"
