@@ -39,8 +39,8 @@ BEST = {  # Joey's own documented recipes (issue 33), for the best-recipe race, 
     # first state (its width, dropout and plateau schedule are sized for days on a GPU)
     "gru": {"model": {"decoder": {"input_feeding": True, "init_hidden": "bridge"}}},
     # configs/transformer_iwslt14_deen_sp.yaml trains 6 layers with dropout 0.3 at a constant 3e-4 that
-    # its plateau schedule lowers after validations: nothing that a 12-minute budget reaches.  Its best
-    # here is the matched model, label smoothing 0.1 and warm-up included.
+    # its plateau schedule lowers after validations, sized for days on GPUs (not tried at a CPU budget).
+    # Its best here is the matched model, label smoothing 0.1 and warm-up included.
     "transformer": {},
 }
 
