@@ -40,9 +40,11 @@ BEST = {  # Joey's own documented recipes (issue 33), for the best-recipe race, 
     "gru": {"model": {"decoder": {"input_feeding": True, "init_hidden": "bridge"}}},
     # configs/transformer_iwslt14_deen_sp.yaml trains 6 layers with dropout 0.3 at a constant 3e-4 that
     # its plateau schedule lowers after validations, sized for days on GPUs (not tried at a CPU budget).
-    # Its best here is the matched model, label smoothing 0.1 and warm-up included.
+    # Its best here is the matched model and label smoothing 0.1, warming up over the first tenth of
+    # the updates the budget gives (WARMUP_SHARE), as OpenNMT-py's in bench/peers/opennmt.py.
     "transformer": {},
 }
+WARMUP_SHARE = {"transformer": 0.1}  # the best recipe's warm-up, as a share of the budget's updates
 
 
 def _lengths(data: Path) -> tuple[list[int], list[int]]:
@@ -187,6 +189,8 @@ def write_config(arch: str, data: Path, run: Path, steps: int, s: dict) -> Path:
     data, run = Path(data).absolute(), Path(run).absolute()
     run.mkdir(parents=True, exist_ok=True)
     batch_size, note = _batch_size(data, s["batch_tokens"], s["seed"])
+    if s.get("recipe") == "best" and arch in WARMUP_SHARE:
+        s = s | {"warmup": max(1, round(WARMUP_SHARE[arch] * steps))}
 
     def side(code: str) -> dict:
         return {
