@@ -86,6 +86,8 @@ def run_measured(
 ) -> dict:
     """Run ``command`` to completion; its wall time and peak resident memory (MB)."""
     env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads()), "PYTHONUNBUFFERED": "1"}
+    if "ATTNMT_DATA" in env:  # the command runs in its run directory: a relative path would miss
+        env["ATTNMT_DATA"] = str(Path(env["ATTNMT_DATA"]).resolve())
     with (
         open(log, "w") as err,
         open(stdin or os.devnull) as inp,
