@@ -295,13 +295,13 @@ def final_model(run: Path) -> Path:
 
 
 def translate_command(
-    venv: Path, run: Path, beam: int, src: Path, out: Path, batch_sentences: int = 64
+    venv: Path, run: Path, beam: int, src: Path, out: Path, batch_sentences: int = 64, alpha: float = 1.0
 ) -> list[str]:
     """Translate ``src`` (pieces, one sentence a line) into ``out`` with ``joeynmt translate``.
 
     Joey takes decoding settings only from the config's ``testing`` section, so a derived config is
     written next to the model (``{model dir}/translate-beam{beam}-batch{n}.yaml``): the training config
-    with ``load_model`` = ``model``, beam size (1 = greedy), α 1 (GNMT length penalty, as attnmt's
+    with ``load_model`` = ``model``, beam size (1 = greedy), GNMT length penalty ``alpha`` (as attnmt's
     beam), batches of ``batch_sentences`` sentences in input order, and one length cap for the whole
     file, 2 × (longest source + EOS) + 10 - 1 pieces: attnmt's cap for that sentence (it caps each
     sentence at 2 × (its length + EOS) + 10 tokens, <eos> included; Joey's default is 1.5 × the
@@ -320,7 +320,7 @@ def translate_command(
         "batch_size": batch_sentences,
         "batch_type": "sentence",
         "beam_size": beam,
-        "beam_alpha": 1.0,
+        "beam_alpha": alpha,
         "n_best": 1,
         "max_output_length": 2 * (longest + 1) + 10 - 1,  # pieces; Joey's count has no forced <eos>
         "return_prob": "none",
