@@ -13,7 +13,8 @@
    attnmt also with ``--int8``, and every Transformer that CTranslate2 converts (attnmt's with
    ``attnmt export``, OpenNMT-py's with ``ct2-opennmt-py-converter``) also through CTranslate2, its
    weights int8 and float32 (``CTRANSLATE2``);
-6. writes ``--work``/results.json and the tables (into ``--doc`` between its result markers).
+6. writes ``--results`` (default ``--work``/results.json) and the tables (into ``--doc`` between its
+   result markers).
 
 ``--best`` races each toolkit's best recipe instead (issue 15): attnmt's budget config
 (``configs/tatoeba-ARCH-12min.yaml``), a peer's own usual recipe (its ``BEST``) with what attnmt's recipe
@@ -22,8 +23,11 @@ also on the plain pairs, when that data adds joined ones), the peer given the up
 with that recipe allows; scored with beam 5 (``BEST_ALPHA``) on
 ``tatoeba:test`` and ``long:tatoeba:test``.  ``--resume --best`` adds it to a matched invocation.
 
-``--resume`` continues an invocation from results.json; with ``--retranslate`` it translates again with
-the race's trained models, every toolkit, after a change to decoding.
+``--resume`` continues an invocation from its results file, on a CPU with the same vector and bf16
+instructions only; with ``--retranslate`` it translates again with the race's trained models, every
+toolkit, after a change to decoding.  A race longer than a working session keeps its results file where
+the session's end does not remove it (``--results docs/lab/...``): a row is saved once trained and again
+once translated, and a trained row whose model is gone trains again.
 
 All settings shared by the toolkits are in ``SETTINGS``; every ratio comes from this one invocation.
 """
@@ -249,6 +253,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--work", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--results", type=Path, help="the results file (default: --work/results.json)")
     parser.add_argument("--toolkits", nargs="+", default=list(TOOLKITS), choices=list(TOOLKITS))
     parser.add_argument("--archs", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--race-archs", nargs="*", default=None, help="architectures to race (default: all)")
@@ -257,13 +262,11 @@ def main() -> None:
     parser.add_argument("--best", action="store_true", help="race each toolkit's best recipe (issue 15)")
     parser.add_argument("--minutes", type=float, default=12.0)
     parser.add_argument("--doc", type=Path, help="markdown file whose result markers get the tables")
-    parser.add_argument(
-        "--render", action="store_true", help="only redo the tables from --work's results.json"
-    )
+    parser.add_argument("--render", action="store_true", help="only redo the tables from the results file")
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the invocation in --work's results.json, skipping what it has",
+        help="continue the invocation in the results file, skipping what it has",
     )
     parser.add_argument(
         "--retranslate",
@@ -273,8 +276,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.retranslate and not args.resume:
         parser.error("--retranslate needs --resume: it translates with the models a recorded race trained")
+    args.results = (args.results or args.work / "results.json").resolve()
     if args.render:
-        _save(args.work.resolve(), json.loads((args.work / "results.json").read_text()), args.doc)
+        _save(args.results, json.loads(args.results.read_text()), args.doc)
         return
     work = args.work.resolve()
     data = prepare(work / "data")
@@ -294,7 +298,12 @@ def main() -> None:
         "race": {},
     }
     if args.resume:
-        previous = json.loads((work / "results.json").read_text())
+        previous = json.loads(args.results.read_text())
+        if previous.get("cpu_flags") != results["cpu_flags"]:
+            sys.exit(
+                f"{args.results}: recorded on a CPU with {previous.get('cpu_flags')}, this one has "
+                f"{results['cpu_flags']}: a race compares on one CPU; start another results file"
+            )
         results = previous | {"resumed_with": results["command"]}
     for name in args.toolkits:
         venv_of(work, name)
@@ -317,7 +326,7 @@ def main() -> None:
             name: {key: statistics.median(x[key] for x in runs) for key in runs[0]} | {"runs": runs}
             for name, runs in rows.items()
         }
-        _save(work, results, args.doc)
+        _save(args.results, results, args.doc)
     sources = data / "test.txt"
     references = json.loads((data / "test.refs.json").read_text(encoding="utf-8"))
     results["test_sentences"] = len(references)
@@ -338,14 +347,16 @@ def main() -> None:
                 continue
             run = work / "race" / arch / name
             row = results["race"].setdefault(arch, {}).get(name)
+            if row is not None and "beam1" not in row and not run.is_dir():
+                row = None  # trained in an earlier session whose models are gone: train again
             if row is None:
                 row = race_train(name, arch, run, data, work, s, results["throughput"][arch][name]["steps_s"])
                 results["race"][arch][name] = row
-                _save(work, results, args.doc)
+                _save(args.results, results, args.doc)
             if "beam1" not in row:
                 row |= race_translate(name, arch, run, data, work, args.runs, sources, references)
                 print(f"race {arch} {name}: {row}", flush=True)
-                _save(work, results, args.doc)
+                _save(args.results, results, args.doc)
 
 
 def race_train(name: str, arch: str, run: Path, data: Path, work: Path, s: dict, steps_s: float) -> dict:
@@ -388,10 +399,12 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
             run = work / "best" / arch / key.replace(":", "_")
             row = results["best"].setdefault(arch, {}).get(key)
             if row is not None and (row.get("data"), row.get("lr")) != (trained_on, lr):
-                sys.exit(  # a row of an earlier recipe: delete it from results.json to race it again
-                    f"{work / 'results.json'}: best.{arch}.{key} was trained on {row.get('data')} at lr "
+                sys.exit(  # a row of an earlier recipe: delete it from the results file to race it again
+                    f"{args.results}: best.{arch}.{key} was trained on {row.get('data')} at lr "
                     f"{row.get('lr')}; the recipe now says {trained_on} at lr {lr}"
                 )
+            if row is not None and any(stem not in row for stem in TESTS) and not run.is_dir():
+                row = None  # trained in an earlier session whose models are gone: train again
             if row is None:
                 steps_s = None
                 if name != "attnmt":  # the peer's speed with its best recipe: a short run first
@@ -407,12 +420,12 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
                     "lr": lr,
                 }
                 results["best"][arch][key] = row
-                _save(work, results, args.doc)
+                _save(args.results, results, args.doc)
             for stem in TESTS:
                 if stem not in row:
                     row[stem] = best_translate(name, run, data, work, stem)
                     print(f"best {arch} {name} {stem}: {row[stem]}", flush=True)
-                    _save(work, results, args.doc)
+                    _save(args.results, results, args.doc)
 
 
 def best_translate(name: str, run: Path, data: Path, work: Path, stem: str) -> dict:
@@ -512,8 +525,8 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _save(work: Path, results: dict, doc: Path | None) -> None:
-    (work / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+def _save(path: Path, results: dict, doc: Path | None) -> None:
+    path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     tables = render(results)
     print(tables)
     if doc is not None and doc.is_file():
