@@ -72,5 +72,7 @@ def write_site(directory: Path, translator: Translator) -> None:
         "src_lang": data.src_lang,
         "tgt_lang": data.tgt_lang,
         "example": EXAMPLE if data.src_lang == "en" else "",
+        # one vocabulary (and SentencePiece model) written for both sides: the page reads the source's
+        "joint_vocabulary": data.joint_vocab,
     }
     (directory / "page.json").write_text(json.dumps(page, indent=1), encoding="utf-8")

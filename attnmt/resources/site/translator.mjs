@@ -106,7 +106,7 @@ class Transformer {
 
 export class Translator {
   // The export in the page's own folder: page.json, the vocabularies, the tokenizers, the graphs, all
-  // asked for at once.
+  // asked for at once (a joint vocabulary and its tokenizer once, for both sides).
   static async load() {
     ort.env.wasm.wasmPaths = new URL("./", import.meta.url).href; // this folder, never a CDN
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency) : 1;
@@ -117,13 +117,13 @@ export class Translator {
     );
     const sessions = Promise.all([session("encoder.onnx"), session("step.onnx")]);
     const page = await json("page.json");
-    const tokenizer = async (side, lang) => (page.tokenizer === "word"
-      ? new WordTokenizer(lang)
-      : new SentencePieceBPE(new Uint8Array(await (await fetched(`${side}.spm`)).arrayBuffer())));
-    const [src, tgt, srcTokenizer, tgtTokenizer, [encoder, step]] = await Promise.all([
-      json("src_vocab.json"), json("tgt_vocab.json"), tokenizer("src", page.src_lang), tokenizer("tgt", page.tgt_lang),
-      sessions,
+    const word = page.tokenizer === "word", joint = page.joint_vocabulary; // joint: the same files both sides
+    const bpe = async (side) => new SentencePieceBPE(new Uint8Array(await (await fetched(`${side}.spm`)).arrayBuffer()));
+    const srcVocab = json("src_vocab.json"), srcBpe = word ? null : bpe("src");
+    const [src, tgt, srcSpm, tgtSpm, [encoder, step]] = await Promise.all([
+      srcVocab, joint ? srcVocab : json("tgt_vocab.json"), srcBpe, word ? null : joint ? srcBpe : bpe("tgt"), sessions,
     ]);
+    const srcTokenizer = srcSpm ?? new WordTokenizer(page.src_lang), tgtTokenizer = tgtSpm ?? new WordTokenizer(page.tgt_lang);
     const model = page.architecture === "transformer" ? new Transformer(encoder, step) : new GRU(encoder, step, page.attention);
     return new Translator(page, model, src.tokens, tgt.tokens, srcTokenizer, tgtTokenizer);
   }
