@@ -298,6 +298,8 @@ def main() -> None:
         "race": {},
     }
     if args.resume:
+        if not args.results.is_file():
+            sys.exit(f"{args.results}: no results to resume; run without --resume to start them")
         previous = json.loads(args.results.read_text())
         if previous.get("cpu_flags") != results["cpu_flags"]:
             sys.exit(
