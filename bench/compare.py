@@ -280,6 +280,8 @@ def main() -> None:
     if args.render:
         _save(args.results, json.loads(args.results.read_text()), args.doc)
         return
+    if args.resume and not args.results.is_file():
+        sys.exit(f"{args.results}: no results to resume; run without --resume to start them")
     work = args.work.resolve()
     data = prepare(work / "data")
     ratio = corpus_ratio(data)
@@ -298,8 +300,6 @@ def main() -> None:
         "race": {},
     }
     if args.resume:
-        if not args.results.is_file():
-            sys.exit(f"{args.results}: no results to resume; run without --resume to start them")
         previous = json.loads(args.results.read_text())
         if previous.get("cpu_flags") != results["cpu_flags"]:
             sys.exit(
