@@ -29,8 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     points = [json.loads(line) for line in args.points.read_text(encoding="utf-8").splitlines() if line]
     sets = [s for s in SETS if any(p["data"] == s for p in points)]
-    cpus = Counter(p["cpu"] for p in points).most_common()  # the CPU with the most points first
-    cpus = [cpu for cpu, _ in cpus]
+    cpus = [cpu for cpu, _ in Counter(p["cpu"] for p in points).most_common()]  # most points first
     figure = Figure(figsize=(4.2 * len(sets), 4.3), layout="constrained")
     for ax, data in zip(figure.subplots(1, len(sets), squeeze=False)[0], sets, strict=True):
         lines = defaultdict(list)  # a line per toolkit, architecture and CPU: budgets differ by CPU

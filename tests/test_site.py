@@ -96,7 +96,8 @@ def _tiny(directory: Path, **model) -> Path:
 @pytest.fixture(scope="module")
 def sites(toy_gru, toy_transformer, tmp_path_factory) -> dict[str, Path]:
     """Exported --to web by the command line: the toy GRU and Transformer (word tokens), a GRU on
-    SentencePiece pieces of a joint vocabulary, a GRU without attention, and the toy GRU and Transformer with int8 weights."""
+    SentencePiece pieces of a joint vocabulary, a GRU without attention, and the toy GRU and
+    Transformer with int8 weights."""
     if not VENDORED:
         pytest.skip("onnxruntime-web is not vendored: `make site-vendor` (needs npm)")
     root = tmp_path_factory.mktemp("sites")
@@ -172,7 +173,7 @@ def test_the_page_translates_as_attnmt_does_with_the_same_export(browser, sites,
     # WebAssembly's float kernels round a little differently. float32: every weight within 1e-4. int8
     # re-quantizes what they give, so a last-bit difference can move a value a whole quantization step
     # here and there: the weights within 1e-3 on average, the score within 0.005 a token (0.067 over
-    # 29 tokens on an AVX-512 VNNI CPU, where ONNX Runtime in Python runs other int8 kernels)
+    # a 29-token toy output, measured on an AVX-512 VNNI CPU; 0.05 in all failed there)
     int8 = name.endswith("int8")
     with served(site) as url:
         page, outside = open_site(browser, url)
