@@ -49,11 +49,11 @@ def prepare(out: Path, train_spec: str = DATA.train) -> Path:
     return out
 
 
-def write_tests(out: Path) -> None:
-    """For each test split of ``TESTS`` not yet written: STEM.txt (plain English), STEM.en (its pieces)
-    and STEM.refs.json (every French reference per source sentence)."""
+def write_tests(out: Path, splits: dict[str, str] = TESTS) -> None:
+    """For each split of ``splits`` (file stem → data spec) not yet written: STEM.txt (plain English),
+    STEM.en (its pieces) and STEM.refs.json (every French reference per source sentence)."""
     sp = SubwordTokenizer.load(out / "spm.model")
-    for stem, spec in TESTS.items():
+    for stem, spec in splits.items():
         if (out / f"{stem}.refs.json").is_file():
             continue
         sources, references = group_references(load_pairs(spec))

@@ -155,8 +155,9 @@ def write_config(arch: str, data: Path, run: Path, steps: int, s: dict) -> Path:
     pieces = (data / "vocab.txt").read_text(encoding="utf-8").splitlines()
     (run / "vocab.txt").write_text("".join(p + "\n" for p in pieces if p != "<unk>"), encoding="utf-8")
     best = BEST[arch] if s.get("recipe") == "best" else {}
-    if best and arch in WARMUP_SHARE:
-        s = s | {"warmup": max(1, round(WARMUP_SHARE[arch] * steps))}
+    share = s.get("warmup_share", WARMUP_SHARE.get(arch)) if best else None  # a screen may set its own
+    if share is not None:  # 0: no warm-up, so a constant rate (and the step decay), OpenNMT-py's other way
+        s = s | {"warmup": max(1, round(share * steps)) if share > 0 else 0}
     lengths = [(len(a.split(" ")), len(b.split(" "))) for a, b in zip(src, tgt, strict=True)]
     batch_size = best.get("batch_size") or _matched_batch_size(src, lengths, s["batch_tokens"], s["seed"])
     if s["warmup"] > 0:
