@@ -375,23 +375,14 @@ def race_train(name: str, arch: str, run: Path, data: Path, work: Path, s: dict,
 
 def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[str]) -> None:
     """Issue 15's race (``--best``): train each toolkit's best recipe, then beam 5 on every test split."""
-    from attnmt.config import TrainConfig
-
     results.setdefault("best", {})
     command = " ".join(["python", *sys.argv])  # each --best invocation that added rows, in order
     results["best_commands"] = [c for c in results.get("best_commands", []) if c != command] + [command]
     results["best_minutes"] = args.minutes
     results["best_cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # bf16 or not for attnmt
     for arch in archs:
-        recipe = attnmt_cli.best_recipe(arch)
-        spec = recipe["data"]["train"]
-        slug = "" if spec == DATA.train else "-" + spec.replace(":", "_").replace("+", "__")
-        data = prepare(work / f"data{slug}", spec)
-        # the peer's learning rate is attnmt's too: a tuned rate is something it has an option for
-        lr = recipe["train"].get("lr", TrainConfig.lr)
-        s = SETTINGS[arch] | {"recipe": "best", "minutes": args.minutes, "lr": lr}
-        if recipe["train"].get("schedule") == "budget":  # the peer decays over the same last share
-            s["decay_share"] = recipe["train"].get("decay_share", TrainConfig.decay_share)
+        spec, data, s = best_settings(arch, work)
+        lr, s = s["lr"], s | {"minutes": args.minutes}
         # a peer also trains on the plain pairs when attnmt's recipe adds data: its best may be either
         entries = [(n, n, data, spec) for n in args.toolkits]
         if spec != DATA.train:
@@ -428,6 +419,23 @@ def best_race(args: argparse.Namespace, work: Path, results: dict, archs: list[s
                     row[stem] = best_translate(name, run, data, work, stem)
                     print(f"best {arch} {name} {stem}: {row[stem]}", flush=True)
                     _save(args.results, results, args.doc)
+
+
+def best_settings(arch: str, work: Path) -> tuple[str, Path, dict]:
+    """attnmt's best recipe for ``arch`` as a race gives it to a peer: the training data spec, that
+    data prepared under ``work``, and the settings (``SETTINGS`` with the recipe's learning rate, and
+    its decay share where it decays over the budget)."""
+    from attnmt.config import TrainConfig
+
+    recipe = attnmt_cli.best_recipe(arch)
+    spec = recipe["data"]["train"]
+    slug = "" if spec == DATA.train else "-" + spec.replace(":", "_").replace("+", "__")
+    data = prepare(work / f"data{slug}", spec)
+    # the peer's learning rate is attnmt's too: a tuned rate is something it has an option for
+    s = SETTINGS[arch] | {"recipe": "best", "lr": recipe["train"].get("lr", TrainConfig.lr)}
+    if recipe["train"].get("schedule") == "budget":  # the peer decays over the same last share
+        s["decay_share"] = recipe["train"].get("decay_share", TrainConfig.decay_share)
+    return spec, data, s
 
 
 def best_translate(name: str, run: Path, data: Path, work: Path, stem: str) -> dict:

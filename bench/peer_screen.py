@@ -20,11 +20,20 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compare import BEST_ALPHA, SETTINGS, TOOLKITS, _cpu, _cpu_flags, decode_pieces, train, translate, venv_of
-from peers import attnmt_cli
-from prepare import DATA, prepare, write_tests
+from compare import (
+    BEST_ALPHA,
+    SETTINGS,
+    TOOLKITS,
+    _cpu,
+    _cpu_flags,
+    best_settings,
+    decode_pieces,
+    train,
+    translate,
+    venv_of,
+)
+from prepare import DATA, write_tests
 
-from attnmt.config import TrainConfig
 from attnmt.metrics import corpus_scores
 
 DEV = {"dev_scored": DATA.dev}  # unique dev sources and all their references (dev.en holds every pair)
@@ -54,19 +63,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     work = args.work.resolve()
-    recipe = attnmt_cli.best_recipe(args.arch)
-    spec = recipe["data"]["train"]
-    slug = "" if spec == DATA.train else "-" + spec.replace(":", "_").replace("+", "__")
-    data = prepare(work / f"data{slug}", spec)
+    spec, data, race = best_settings(args.arch, work)
     write_tests(data, DEV)
     references = json.loads((data / "dev_scored.refs.json").read_text(encoding="utf-8"))
     done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.is_file() else []
     module = TOOLKITS[args.toolkit]
     for overrides in args.variant:
-        s = SETTINGS[args.arch] | {
-            "recipe": "best", "lr": recipe["train"].get("lr", TrainConfig.lr), "report_every": 1_000_000,
-            "decay_share": recipe["train"].get("decay_share", TrainConfig.decay_share),
-        } | overrides  # fmt: skip
+        s = race | {"report_every": 1_000_000} | overrides
         if any(row["settings"] == s and row["updates"] == args.updates for row in done):
             continue
         label = "-".join(f"{k}{v:g}" for k, v in overrides.items())
