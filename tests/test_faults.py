@@ -59,21 +59,33 @@ def check_everything_on_disk_loads(model_dir: Path) -> int:
     return len(checkpoints)
 
 
+def _step(model_dir: Path) -> int:
+    """The update of the newest checkpoint in ``model_dir``, 0 when there is none."""
+    newest = latest_checkpoint(model_dir)
+    return int(newest.name.removeprefix("step-")) if newest else 0
+
+
 def kill_and_resume(model_dir: Path, kills: int, seed: int) -> int:
-    """Start training, SIGKILL it after a random time, check the disk, resume; ``kills`` times, then let
-    it finish.  Returns how many kills landed while training was still running."""
+    """Start training, SIGKILL it at a random moment, check the disk, resume; ``kills`` times, then let
+    it finish.  Returns how many kills landed while training was still running.  The moments follow
+    the run's progress, not the clock, so that they land mid-training on a CPU of any speed: some
+    checkpoints past the last sitting's, then 0-200 ms on (steps, validations, a checkpoint's write)."""
     rng, landed = random.Random(seed), 0
     for _ in range(kills):
-        resume = latest_checkpoint(model_dir) is not None
-        process = subprocess.Popen(_command(model_dir, resume), env=ENV, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(1.5, 4.0))  # python and torch start in ~1.5 s; then steps, checkpoints, saves
+        start = _step(model_dir)
+        process = subprocess.Popen(_command(model_dir, start > 0), env=ENV, stderr=subprocess.PIPE)
+        target = start + rng.randint(1, max(1, (STEPS - start) // 3))  # a third of what is left, at most
+        while process.poll() is None and _step(model_dir) < target:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.2))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             landed += 1
         process.wait()
         check_everything_on_disk_loads(model_dir)  # a kill mid-write may leave a .tmp-… directory: ignored
-    resume = latest_checkpoint(model_dir) is not None
-    result = subprocess.run(_command(model_dir, resume), env=ENV, capture_output=True, timeout=600)
+    result = subprocess.run(
+        _command(model_dir, _step(model_dir) > 0), env=ENV, capture_output=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr.decode()
     return landed
 
@@ -83,7 +95,7 @@ def test_random_sigkills_then_resume_give_the_uninterrupted_model(tmp_path):
     whole = tmp_path / "whole"
     subprocess.run(_command(whole, False), env=ENV, check=True, timeout=600)
     landed = kill_and_resume(tmp_path / "killed", kills=4, seed=0)
-    assert landed >= 2
+    assert landed == 4
     a, b = _weights(whole), _weights(tmp_path / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert check_everything_on_disk_loads(tmp_path / "killed") == 3
