@@ -2,13 +2,15 @@
 competent user of that toolkit would try before racing it.
 
 Each ``--variant`` overrides settings of ``bench/compare.py --best`` for that toolkit and architecture
-(``lr``: the peak learning rate; ``warmup_share``: warm-up as a share of the updates, 0 for none), trains
+(``lr``: the peak learning rate; ``warmup_share``: warm-up as a share of the updates, 0 for none;
+``max_grad_norm``: OpenNMT-py's gradient clipping, 0 for none, as its recipe), trains
 ``--updates`` updates on the best race's training data and pieces (under ``--work``, where the race
 keeps them), and is scored with beam 5, α 1 on ``tatoeba:dev`` (cased sacreBLEU, all references). One
 JSON line per variant is appended to ``--out``; a variant already there is skipped.
 
     python bench/peer_screen.py opennmt transformer --updates 1350 --work runs/best12 \\
         --variant lr=0.001 --variant lr=0.002 --variant lr=0.001,warmup_share=0 \\
+        --variant lr=0.0005 --variant max_grad_norm=1 \\
         --out docs/lab/peer-screen-opennmt-transformer-1350upd.jsonl
 """
 
@@ -37,7 +39,7 @@ from prepare import DATA, write_tests
 from attnmt.metrics import corpus_scores
 
 DEV = {"dev_scored": DATA.dev}  # unique dev sources and all their references (dev.en holds every pair)
-KNOWN = {"lr": float, "warmup_share": float}
+KNOWN = {"lr": float, "warmup_share": float, "max_grad_norm": float}
 
 
 def variant(text: str) -> dict:

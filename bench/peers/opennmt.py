@@ -155,6 +155,8 @@ def write_config(arch: str, data: Path, run: Path, steps: int, s: dict) -> Path:
     pieces = (data / "vocab.txt").read_text(encoding="utf-8").splitlines()
     (run / "vocab.txt").write_text("".join(p + "\n" for p in pieces if p != "<unk>"), encoding="utf-8")
     best = BEST[arch] if s.get("recipe") == "best" else {}
+    if best and "max_grad_norm" in s:  # a screen may set its own clipping
+        best = best | {"max_grad_norm": s["max_grad_norm"]}
     share = s.get("warmup_share", WARMUP_SHARE.get(arch)) if best else None  # a screen may set its own
     if share is not None:  # 0: no warm-up, so a constant rate (and the step decay), OpenNMT-py's other way
         s = s | {"warmup": max(1, round(share * steps)) if share > 0 else 0}
