@@ -2,6 +2,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from attnmt.config import Config, config_from_dict, load_config
 from attnmt.errors import AttnmtError
@@ -241,6 +242,14 @@ def test_config_file_must_be_a_mapping(tmp_path):
 def test_toy_yaml_is_the_demo_configuration():
     """configs/toy.yaml, the example experiment file, spells out exactly what the demo trains."""
     assert load_config(TOY_YAML) == Config()
+
+
+def test_toy_yaml_lists_every_key():
+    """The README sends users to configs/toy.yaml for the meaning of every key: none may be missing."""
+    written = yaml.safe_load(TOY_YAML.read_text(encoding="utf-8"))
+    assert {section: set(keys) for section, keys in written.items()} == {
+        section: set(keys) for section, keys in Config().to_dict().items()
+    }
 
 
 @pytest.mark.parametrize("path", sorted(TOY_YAML.parent.glob("*.yaml")), ids=lambda p: p.name)
