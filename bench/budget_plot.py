@@ -3,8 +3,8 @@
 Reads the measured points of docs/lab/budget.jsonl, one JSON object per line: toolkit, architecture,
 minutes of training, test set, beam-5 BLEU, the CPU and seed, and where the figure and its command are
 written down. Draws one panel per test set, a line per toolkit and architecture; only what is in the
-file is drawn; where the file holds more than one CPU, each line names its CPU (the CPU with the most
-points drawn solid, the others faded).
+file is drawn; where the file holds more than one CPU, each line names its CPU, each CPU has its own
+marker, and the CPU with the most points is drawn solid, the others faded.
 
     python bench/budget_plot.py [docs/lab/budget.jsonl] [-o docs/budget.png]
 """
@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 ROOT = Path(__file__).parents[1]
 SETS = ("tatoeba:test", "long:tatoeba:test", "multi30k:test_2016_flickr")
 STYLE = {"attnmt": "-", "opennmt": "--", "joeynmt": ":"}
+MARKERS = ("o", "^", "D", "v")  # one per CPU, the CPU with the most points first
 NAMES = {"attnmt": "attnmt", "opennmt": "OpenNMT-py, best recipe", "joeynmt": "JoeyNMT, best recipe"}
 
 
@@ -39,7 +40,7 @@ def main() -> None:
         for (toolkit, architecture, cpu), xy in sorted(lines.items()):
             minutes, bleu = zip(*sorted(xy), strict=True)
             label = f"{NAMES[toolkit]} {architecture.upper() if architecture == 'gru' else 'Transformer'}"
-            ax.plot(minutes, bleu, STYLE[toolkit], marker="o" if architecture == "gru" else "s",
+            ax.plot(minutes, bleu, STYLE[toolkit], marker=MARKERS[cpus.index(cpu) % len(MARKERS)],
                     color="C0" if architecture == "gru" else "C1", alpha=1.0 if cpu == cpus[0] else 0.5,
                     markerfacecolor=None if toolkit == "attnmt" else "white",
                     label=label if len(cpus) == 1 else f"{label}, {cpu}")  # fmt: skip
