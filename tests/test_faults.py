@@ -69,15 +69,16 @@ def kill_and_resume(model_dir: Path, kills: int, seed: int) -> int:
     """Start training, SIGKILL it at a random moment, check the disk, resume; ``kills`` times, then let
     it finish.  Returns how many kills landed while training was still running.  The moments follow
     the run's progress, not the clock, so that they land mid-training on a CPU of any speed: some
-    checkpoints past the last sitting's, then 0-200 ms on (steps, validations, a checkpoint's write)."""
+    checkpoints past the last sitting's, then 0-50 ms on (steps, validations, a checkpoint's write)."""
     rng, landed = random.Random(seed), 0
-    for _ in range(kills):
+    for left in range(kills, 0, -1):
         start = _step(model_dir)
         process = subprocess.Popen(_command(model_dir, start > 0), env=ENV, stderr=subprocess.PIPE)
-        target = start + rng.randint(1, max(1, (STEPS - start) // 3))  # a third of what is left, at most
+        # at most an equal share of what is left per kill still to come, so that the last kill has steps
+        target = start + rng.randint(1, max(1, (STEPS - start) // (left + 1)))
         while process.poll() is None and _step(model_dir) < target:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.2))
+        time.sleep(rng.uniform(0.0, 0.05))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             landed += 1
