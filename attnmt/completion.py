@@ -11,14 +11,20 @@ tokenizer splits it, and search continues after it.
 A keystroke does not pay for a translation: each source is encoded once and every decoded prefix keeps
 its state (the GRU's hidden state and input feed, the Transformer's key/value cache) in a trie keyed by
 token ids, so that decoding a typed prefix starts from the longest prefix already decoded, and greedy
-search walks the previous proposal for as long as it still holds.  Sources are kept least recently used
-first out, each with a bounded number of states, and expire after ``ttl`` seconds unused.
+search walks the previous proposal for as long as it still holds.  Where it departs, greedy search
+drafts what follows from the previous proposal (the tokens after the same last two, or one) and reads
+the draft in the same pass as the token it must read anyway (:meth:`~attnmt.model.Seq2Seq.steps`): each
+drafted token its search then picks is already decoded, so the sentence's end, where a correction
+usually leaves the proposal as it was, costs one pass instead of a step per token.  A draft changes no
+token: it only decides which prefixes are decoded together (scores equal up to float rounding).
+Sources are kept least recently used first out, each with a bounded number of states, and expire after
+``ttl`` seconds unused.
 """
 
 import bisect
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -101,22 +107,35 @@ class Spelling:
         target = self.target(fragment)
         ends = None if self.subword else _token_ends(self.tokenizer, fragment)
         constraint = FragmentConstraint(self, target, ends)
-        return constraint if constraint.allowed(0) else None
+        return constraint if constraint.spellable(0) else None
 
 
 class FragmentConstraint:
-    """The tokens allowed next while spelling ``target``, by how many of its characters are spelled."""
+    """The tokens allowed next while spelling ``target``, by how many of its characters are spelled;
+    worked out for a position when first asked (a keystroke asks for one or two)."""
 
     def __init__(self, spelling: Spelling, target: str, ends: set[int] | None):
         self.spelling, self.target, self.ends = spelling, target, ends
-        # from the end backwards: the tokens allowed after ``spelled`` characters, where the rest can follow
-        self._allowed: list[list[int]] = [[] for _ in target]
-        for spelled in range(len(target) - 1, -1, -1):
-            self._allowed[spelled] = self._allowed_at(spelled)
+        self._allowed: dict[int, list[int]] = {}
+        self._masks: dict[int, Tensor] = {}
+        self._spellable: dict[int, bool] = {}
 
     def allowed(self, spelled: int) -> list[int]:
-        """Token ids that may follow ``spelled`` characters of the target (fewer than it has)."""
+        """Token ids that may follow ``spelled`` characters of the target (fewer than it has), such
+        that the rest can follow them."""
+        if spelled not in self._allowed:
+            self._allowed[spelled] = self._allowed_at(spelled)
         return self._allowed[spelled]
+
+    def spellable(self, spelled: int) -> bool:
+        """Whether some tokens spell the target from ``spelled`` characters on (``allowed`` is not
+        empty), without listing them."""
+        if spelled not in self._spellable:
+            rest = self.target[spelled:]
+            self._spellable[spelled] = bool(self._extending(rest)) or any(
+                self._spells_part(spelled, j) for j in range(1, len(rest))
+            )
+        return self._spellable[spelled]
 
     def spelled(self, ids: list[int]) -> int | None:
         """How many characters ``ids`` spell; None once they reach past the end (the word is done)."""
@@ -128,22 +147,26 @@ class FragmentConstraint:
         return count
 
     def mask(self, spelled: int, device: torch.device) -> Tensor:
-        allowed = torch.zeros(self.spelling.vocab_size, dtype=torch.bool, device=device)
-        allowed[self._allowed[spelled]] = True
-        return allowed
+        if spelled not in self._masks:
+            allowed = torch.zeros(self.spelling.vocab_size, dtype=torch.bool)
+            allowed[self.allowed(spelled)] = True
+            self._masks[spelled] = allowed
+        return self._masks[spelled].to(device)
 
     def _allowed_at(self, spelled: int) -> list[int]:
-        rest = self.target[spelled:]
-        spelling = self.spelling
-        ids = [i for s in self._extending(rest) for i in spelling.by_surface[s]]
+        rest, by_surface = self.target[spelled:], self.spelling.by_surface
+        ids = [i for s in self._extending(rest) for i in by_surface[s]]
         for j in range(1, len(rest)):  # tokens that spell part of the rest, where more can follow
-            if (
-                rest[:j] in spelling.by_surface
-                and self._splits_at(spelled + j)
-                and self._allowed[spelled + j]
-            ):
-                ids.extend(spelling.by_surface[rest[:j]])
+            if self._spells_part(spelled, j):
+                ids.extend(by_surface[rest[:j]])
         return ids
+
+    def _spells_part(self, spelled: int, j: int) -> bool:
+        """Whether a token spells the next ``j`` characters after ``spelled``, and the rest can follow."""
+        part = self.target[spelled : spelled + j]
+        return (
+            part in self.spelling.by_surface and self._splits_at(spelled + j) and self.spellable(spelled + j)
+        )
 
     def _extending(self, rest: str) -> list[str]:
         """The surfaces that begin with ``rest``."""
@@ -173,6 +196,7 @@ class _Node:
     log_probs: Tensor  # (V,) the next token's log-probabilities
     attention: Tensor | None  # (S,) the weights behind the next token
     state: object  # the decoder state after the prefix, batch of one
+    best: int | None = None  # the likeliest token a proposal may hold next, once asked for
 
 
 @dataclass
@@ -181,6 +205,7 @@ class _Source:
     max_words: int
     nodes: dict[tuple[int, ...], _Node]
     used: float
+    proposal: list[int] = field(default_factory=list)  # the last completion's token ids, <eos> last
 
 
 class Completer:
@@ -213,7 +238,8 @@ class Completer:
         ``n_best`` is not used); :meth:`alternatives` gives what else could stand in a word's place."""
         if not source.strip():
             raise AttnmtError("source: empty; give the sentence to translate")
-        self.model.eval()
+        if self.model.training:
+            self.model.eval()
         entry = self._source(source)
         cut = len(typed) - len(typed.split()[-1]) if typed.strip() and not typed[-1].isspace() else len(typed)
         head, fragment = typed[:cut], typed[cut:]
@@ -227,7 +253,9 @@ class Completer:
             ids = self._beam(
                 entry, kept, constraint, max(entry.max_words, len(kept) + len(fragment)), options
             )
-        return self._completion(entry, typed, fragment, kept, ids)
+        completion = self._completion(entry, typed, fragment, kept, ids)
+        entry.proposal = [*kept, *ids, Vocabulary.eos_id]
+        return completion
 
     @torch.inference_mode()
     def alternatives(
@@ -288,7 +316,7 @@ class Completer:
             state = self.model.init_state(self.model.encode(src, src_pad_mask))
             max_words = max_output_length(len(src_tokens))
             entry = _Source(src_tokens, max_words, {}, now)
-            entry.nodes[()] = self._step(Vocabulary.sos_id, state)
+            entry.nodes[()] = self._read([Vocabulary.sos_id], state)[0]
             if self.reuse and self.max_sources > 0:
                 self.sources[source] = entry
                 while len(self.sources) > self.max_sources:
@@ -304,23 +332,42 @@ class Completer:
             raise AttnmtError("typed: holds <pad>, <sos> or <eos>, which are not words")
         return ids
 
-    def _step(self, token: int, state: object) -> _Node:
-        log_probs, state, attn = self.model.step(torch.tensor([token], device=self.device), state)
-        return _Node(log_probs[0], None if attn is None else attn[0].float(), state)
-
-    def _node(self, entry: _Source, prefix: tuple[int, ...]) -> _Node:
-        """The state after ``prefix``, stepped from the longest prefix of it already decoded."""
+    def _node(self, entry: _Source, prefix: tuple[int, ...], draft: list[int] | None = None) -> _Node:
+        """The state after ``prefix``, decoded from the longest prefix of it already decoded in one
+        pass, together with the prefixes that go on with ``draft`` after it."""
         node = entry.nodes.get(prefix)
         if node is not None:
             return node
         known = next(n for n in range(len(prefix) - 1, -1, -1) if prefix[:n] in entry.nodes)
-        node = entry.nodes[prefix[:known]]
-        if len(entry.nodes) + len(prefix) - known > self.max_states:  # full: keep this path only
+        reading = [*prefix[known:], *(draft or [])]
+        if len(entry.nodes) + len(reading) > self.max_states:  # full: keep this path only
             entry.nodes = {prefix[:n]: entry.nodes[prefix[:n]] for n in range(known + 1)}
-        for n in range(known, len(prefix)):
-            node = self._step(prefix[n], node.state)
-            entry.nodes[prefix[: n + 1]] = node
-        return node
+        for n, node in enumerate(self._read(reading, entry.nodes[prefix[:known]].state)):
+            entry.nodes[(*prefix[:known], *reading[: n + 1])] = node
+        return entry.nodes[prefix]
+
+    def _read(self, tokens: list[int], state: object) -> list[_Node]:
+        """Decode ``tokens`` from ``state`` in one pass: a node after each."""
+        log_probs, states, attention = self.model.steps(torch.tensor([tokens], device=self.device), state)
+        return [
+            _Node(log_probs[0, n], None if attention is None else attention[0, n].float(), after)
+            for n, after in enumerate(states)
+        ]
+
+    @staticmethod
+    def _draft(entry: _Source, ids: list[int]) -> list[int]:
+        """A guess at the tokens greedy search writes after ``ids``: those that followed the same last
+        two tokens (or else the last one) in the previous proposal, the occurrence nearest this
+        position, at most ``_DRAFT`` and none from ``<eos>`` on."""
+        proposal = entry.proposal
+        for n in (2, 1):
+            tail = ids[-n:]
+            starts = [j for j in range(len(proposal) - n + 1) if proposal[j : j + n] == tail]
+            if len(tail) == n and starts:
+                start = min(starts, key=lambda j: abs(j + n - len(ids))) + n
+                draft = proposal[start : start + _DRAFT]
+                return draft[: draft.index(Vocabulary.eos_id)] if Vocabulary.eos_id in draft else draft
+        return []
 
     def _greedy(
         self, entry: _Source, kept: list[int], constraint: "FragmentConstraint | None", max_words: int
@@ -328,14 +375,18 @@ class Completer:
         """Greedy search after ``kept``, walking decoded prefixes where it can: the token ids it writes."""
         ids = list(kept)
         while True:
-            node = self._node(entry, tuple(ids))
-            log_probs = _proposable(node.log_probs)
+            node = entry.nodes.get(tuple(ids)) or self._node(entry, tuple(ids), self._draft(entry, ids))
             spelled = None if constraint is None else constraint.spelled(ids[len(kept) :])
             if spelled is not None:  # the word being typed is not spelled yet
+                log_probs = _proposable(node.log_probs)
                 log_probs.masked_fill_(~constraint.mask(spelled, log_probs.device), float("-inf"))
-            token = (
-                Vocabulary.eos_id if spelled is None and len(ids) >= max_words else int(log_probs.argmax())
-            )
+                token = int(log_probs.argmax())
+            elif len(ids) >= max_words:
+                token = Vocabulary.eos_id
+            else:
+                if node.best is None:  # kept: walking the prefix again costs no search
+                    node.best = int(_proposable(node.log_probs).argmax())
+                token = node.best
             if token == Vocabulary.eos_id:
                 return ids[len(kept) :]
             ids.append(token)
@@ -415,6 +466,7 @@ class Completer:
 
 
 _MAX_WORD_TOKENS = 8  # the most pieces an alternative word is written on to
+_DRAFT = 16  # the most tokens a draft guesses
 _MAX_FRAGMENT = 64  # a longer "word" is no word to complete: forced as typed (spelling it costs its length²)
 
 

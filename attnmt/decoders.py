@@ -73,29 +73,47 @@ class Decoder(nn.Module):
         (B, T, S), or None without attention.  With ``keep`` (B, T) bool, logits only where it is True:
         (N, V), so that training spends nothing on the word distributions of padding.
         """
+        attentional, _, hidden, weights = self.attentional_states(
+            tokens, hidden, memory, keys, src_pad_mask, fixed_context, feed
+        )
+        feed = attentional[:, -1]  # (B, H)
+        if keep is not None:
+            attentional = attentional[keep]  # (N, H)
+        return self.logits(self.dropout(attentional)), hidden, feed, weights
+
+    def attentional_states(
+        self,
+        tokens: Tensor,
+        hidden: Tensor,
+        memory: Tensor,
+        keys: Tensor,
+        src_pad_mask: Tensor,
+        fixed_context: Tensor,
+        feed: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """:meth:`forward` up to the word scores: h̃ (B, T, H), the top GRU layer's output at each step
+        (B, T, H), the new hidden (L, B, H), attention weights (B, T, S) or None."""
         embedded = self.dropout(self.embedding(tokens))  # (B, T, E)
         mask = src_pad_mask.unsqueeze(1)  # (B, 1, S)
         if self.attention is None:
             context = fixed_context.unsqueeze(1).expand(-1, tokens.size(1), -1)  # (B, T, H)
             outputs, hidden = self.rnn(torch.cat([embedded, context], dim=-1), hidden)  # (B, T, H)
-            attentional, weights = torch.tanh(self.combine(torch.cat([context, outputs], dim=-1))), None
-        elif self.input_feeding:
-            steps, step_weights = [], []
+            return torch.tanh(self.combine(torch.cat([context, outputs], dim=-1))), outputs, hidden, None
+        if self.input_feeding:
+            steps, step_outputs, step_weights = [], [], []
             for t in range(tokens.size(1)):
                 rnn_in = torch.cat([embedded[:, t : t + 1], feed.unsqueeze(1)], dim=-1)  # (B, 1, E + H)
                 output, hidden = self.rnn(rnn_in, hidden)  # (B, 1, H)
                 attended, w = self._attend(output, keys, memory, mask)  # (B, 1, H), (B, 1, S)
                 feed = attended.squeeze(1)
                 steps.append(attended)
+                step_outputs.append(output)
                 step_weights.append(w)
-            attentional, weights = torch.cat(steps, dim=1), torch.cat(step_weights, dim=1)  # (B, T, ·)
-        else:
-            outputs, hidden = self.rnn(embedded, hidden)  # (B, T, H)
-            attentional, weights = self._attend(outputs, keys, memory, mask)
-        feed = attentional[:, -1]  # (B, H)
-        if keep is not None:
-            attentional = attentional[keep]  # (N, H)
-        return self.logits(self.dropout(attentional)), hidden, feed, weights
+            cat = torch.cat
+            return cat(steps, dim=1), cat(step_outputs, dim=1), hidden, cat(step_weights, dim=1)  # (B, T, ·)
+        outputs, hidden = self.rnn(embedded, hidden)  # (B, T, H)
+        attentional, weights = self._attend(outputs, keys, memory, mask)
+        return attentional, outputs, hidden, weights
 
     def logits(self, attentional: Tensor) -> Tensor:
         """Attentional states (…, H) → word scores (…, V): W_s h̃ + b."""

@@ -3,6 +3,7 @@ contract search decodes with:
 
     state = model.init_state(model.encode(src, src_pad_mask))
     log_probs, state, attn = model.step(prev_tokens, state)    # (B, V), state, (B, S) or None
+    log_probs, states, attn = model.steps(tokens, state)       # T tokens in one pass: (B, T, V), …
     state = model.reorder(state, index)                         # keep/duplicate batch rows
     state = model.reorder(state, index, same_source=True)       # beams of each sentence change places
 """
@@ -43,6 +44,11 @@ class Seq2Seq(Protocol):
     def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
         """prev_tokens (B,) → log-probabilities (B, V), the next state, attention (B, S) or None."""
 
+    def steps(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, list[DecoderState], Tensor | None]:
+        """tokens (B, T) read one after another, in one pass where the model can (:func:`step_by_step`
+        where it cannot): what T calls of ``step`` give — log-probabilities (B, T, V), the state after
+        each token, attention (B, T, S) or None — equal to them up to float rounding."""
+
     def reorder(self, state: DecoderState, index: Tensor, *, same_source: bool = False) -> DecoderState:
         """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``.  With
         ``same_source``, row ``index[i]`` reads the same source as row i (beam search's beams trading
@@ -50,6 +56,19 @@ class Seq2Seq(Protocol):
 
     def attention_maps(self, src: Tensor, src_pad_mask: Tensor, tgt_in: Tensor) -> dict[str, Tensor]:
         """The weights of a teacher-forced pass by kind: ``cross`` (B, layers, heads, T, S) at least."""
+
+
+def step_by_step(
+    model: Seq2Seq, tokens: Tensor, state: DecoderState
+) -> tuple[Tensor, list[DecoderState], Tensor | None]:
+    """:meth:`Seq2Seq.steps` as T calls of ``step``."""
+    log_probs, states, attention = [], [], []
+    for t in range(tokens.size(1)):
+        lp, state, attn = model.step(tokens[:, t], state)
+        log_probs.append(lp)
+        states.append(state)
+        attention.append(attn)
+    return torch.stack(log_probs, 1), states, None if attention[0] is None else torch.stack(attention, 1)
 
 
 @dataclass
@@ -141,6 +160,28 @@ class EncoderDecoderAttention(nn.Module):
             state,
             None if weights is None else weights.squeeze(1),
         )
+
+    def steps(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, list[RNNState], Tensor | None]:
+        """tokens (B, T) → what T calls of ``step`` give (:class:`Seq2Seq`): one GRU call and one output
+        layer product for them all (a one-layer GRU's state after each token is its output there)."""
+        decoder = self.decoder
+        if decoder.rnn.num_layers > 1:  # the lower layers' state after each token is not returned
+            return step_by_step(self, tokens, state)
+        attentional, outputs, _, weights = decoder.attentional_states(
+            tokens,
+            state.hidden,
+            state.memory,
+            state.keys,
+            state.src_pad_mask,
+            state.fixed_context,
+            state.feed,
+        )
+        log_probs = torch.log_softmax(decoder.logits(decoder.dropout(attentional)).float(), dim=-1)
+        states = [
+            replace(state, hidden=outputs[:, t].unsqueeze(0), feed=attentional[:, t])
+            for t in range(tokens.size(1))
+        ]
+        return log_probs, states, weights
 
     def reorder(self, state: RNNState, index: Tensor, *, same_source: bool = False) -> RNNState:
         """Select (and repeat) batch rows: row i of the result is row ``index[i]`` of ``state``."""

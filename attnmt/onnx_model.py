@@ -27,7 +27,7 @@ from attnmt.config import Config
 from attnmt.ctranslate2_model import POSITIONS
 from attnmt.engine import stay_on_cpu
 from attnmt.errors import AttnmtError
-from attnmt.model import EncoderDecoderAttention, EncoderOutput, RNNState, Seq2Seq
+from attnmt.model import EncoderDecoderAttention, EncoderOutput, RNNState, Seq2Seq, step_by_step
 from attnmt.tokenization import Tokenizer
 from attnmt.transformer import Transformer, sinusoidal_positions
 from attnmt.translator import Translator
@@ -209,6 +209,9 @@ class _OnnxSeq2Seq(nn.Module):
 
     def init_state(self, encoded):
         return encoded  # encode gives the state the first step reads
+
+    def steps(self, tokens: Tensor, state):
+        return step_by_step(self, tokens, state)  # the step graph reads one token
 
     def reorder(self, state, index: Tensor, *, same_source: bool = False):
         return state.reorder(index, same_source=same_source)

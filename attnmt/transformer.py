@@ -234,6 +234,17 @@ class Transformer(nn.Module):
         logits, state, _, cross = self.decode(prev_tokens.unsqueeze(1), state, need_last_cross_weights=True)
         return torch.log_softmax(logits.squeeze(1).float(), dim=-1), state, cross[-1].mean(1).squeeze(1)
 
+    def steps(self, tokens: Tensor, state: TransformerState) -> tuple[Tensor, list[TransformerState], Tensor]:
+        """tokens (B, T) → what T calls of ``step`` give, in one pass (:class:`~attnmt.model.Seq2Seq`):
+        the state after each token is the cache cut there."""
+        logits, after, _, cross = self.decode(tokens, state, need_last_cross_weights=True)
+        start = state.position
+        states = [
+            replace(after, past=[(k[:, :, : start + t + 1], v[:, :, : start + t + 1]) for k, v in after.past])
+            for t in range(tokens.size(1))
+        ]
+        return torch.log_softmax(logits.float(), dim=-1), states, cross[-1].mean(1)
+
     def reorder(
         self, state: TransformerState, index: Tensor, *, same_source: bool = False
     ) -> TransformerState:

@@ -7,7 +7,7 @@ import torch
 
 from attnmt.config import ModelConfig
 from attnmt.data import pad, pad_mask
-from attnmt.model import Seq2Seq, build_model
+from attnmt.model import Seq2Seq, build_model, step_by_step
 
 KINDS = ["none", "dot", "general", "additive", "scaled_dot"]
 SRC_V, TGT_V = 13, 11
@@ -136,7 +136,7 @@ def test_every_architecture_keeps_the_decoder_contract(architecture, attention):
     model = build_model(config, SRC_V, TGT_V)
     assert isinstance(model, Seq2Seq)
     assert model.has_attention is (attention != "none")
-    for name in ["encode", "init_state", "step", "reorder", "attention_maps"]:
+    for name in ["encode", "init_state", "step", "steps", "reorder", "attention_maps"]:
         wanted = list(inspect.signature(getattr(Seq2Seq, name)).parameters)[1:]  # without self
         parameters = list(inspect.signature(getattr(model, name)).parameters.values())
         assert [p.name for p in parameters[: len(wanted)]] == wanted, name
@@ -150,6 +150,7 @@ def test_a_model_without_a_contract_member_is_not_a_seq2seq():
         def encode(self, src, src_pad_mask): ...
         def init_state(self, encoded): ...
         def step(self, prev_tokens, state): ...
+        def steps(self, tokens, state): ...
         def attention_maps(self, src, src_pad_mask, tgt_in): ...
 
     assert not isinstance(NoReorder(), Seq2Seq)
@@ -220,3 +221,37 @@ def test_int8_gives_a_tied_output_layer_an_int8_copy_and_leaves_the_model_as_it_
     expected, _ = model(src, src_pad_mask, tgt)
     got, _ = quantized(src, src_pad_mask, tgt)
     assert torch.allclose(got, expected, atol=0.1)  # int8 rounding: close, not equal
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"attention": "additive", "layers": 1},  # one pass: the GRU's outputs are its states
+        {"attention": "none", "layers": 1},
+        {"attention": "dot", "layers": 1, "input_feeding": True},
+        {"attention": "additive", "layers": 2},  # step by step: lower layers' states are not returned
+        {"architecture": "transformer", "attention": "scaled_dot", "ff_size": 16, "heads": 2},
+    ],
+    ids=["gru", "gru-fixed-vector", "gru-input-feeding", "gru-2-layers", "transformer"],
+)
+def test_reading_tokens_at_once_gives_what_stepping_gives(overrides):
+    """``steps`` (drafts read in one pass) against T calls of ``step``: log-probabilities, attention,
+    and the state after every token, which decoding goes on from."""
+    overrides = dict(overrides)
+    model = _model(**{"kind": overrides.pop("attention")} | overrides)
+    src, src_pad_mask, tgt = _batch()
+    with torch.inference_mode():
+        state = model.init_state(model.encode(src, src_pad_mask))
+        _, state, _ = model.step(tgt[:, 0], state)  # after <sos>: a state with a past
+        log_probs, states, attention = model.steps(tgt[:, 1:], state)
+        want_log_probs, want_states, want_attention = step_by_step(model, tgt[:, 1:], state)
+        torch.testing.assert_close(log_probs, want_log_probs, atol=1e-5, rtol=1e-5)
+        if want_attention is None:
+            assert attention is None
+        else:
+            torch.testing.assert_close(attention, want_attention, atol=1e-6, rtol=1e-5)
+        assert len(states) == len(want_states) == tgt.size(1) - 1
+        for ours, theirs in zip(states, want_states, strict=True):  # go on from each
+            torch.testing.assert_close(
+                model.step(tgt[:, 1], ours)[0], model.step(tgt[:, 1], theirs)[0], atol=1e-5, rtol=1e-5
+            )
