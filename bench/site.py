@@ -27,6 +27,11 @@ from attnmt.engine import DecodeOptions
 from attnmt.metrics import corpus_scores
 from attnmt.modeldir import load_model
 
+MARKS = {  # the page's performance marks on the way to its first translation (attnmt/resources/site/)
+    "script": "its script running",
+    "sessions": "WebAssembly compiled and both graphs ready",
+    "loaded": "the whole model loaded",
+}
 TRANSLATE_ALL = """async ([sentences, beam]) => {
   const started = performance.now(), out = [];
   for (const s of sentences) out.push((await window.attnmt.translate(s, beam)).tokens);
@@ -52,6 +57,7 @@ def main() -> None:
         print(f"{args.site}: {size:,} bytes; {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} CPUs; Chromium {browser.version}")  # fmt: skip
         first, loaded, again, outside = [], [], [], []
+        marks: dict[str, list[float]] = {name: [] for name in MARKS}
         for _ in range(args.loads):
             context = browser.new_context()  # an empty cache: a first visit
             for visit in (first, again):  # then the same visitor coming back (the browser's caches kept)
@@ -64,12 +70,19 @@ def main() -> None:
                 visit.append(float(page.evaluate("document.body.dataset.firstTranslationMs")))
                 if visit is first:
                     loaded.append(page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd"))
+                    for name, values in marks.items():
+                        values.append(
+                            page.evaluate(f"performance.getEntriesByName('attnmt:{name}')[0].startTime")
+                        )
                 page.close()
             context.close()
         print(f"first translation on screen, ms after navigation ({args.loads} loads): first visit (empty "
               f"cache) median {_median(first):.0f}, min {min(first):.0f}, max {max(first):.0f}, the load event "
               f"ending at a median {_median(loaded):.0f}; coming back (cache kept) median {_median(again):.0f}, "
               f"min {min(again):.0f}, max {max(again):.0f}")  # fmt: skip
+        print("first visit, median ms after navigation: " + ", ".join(
+            f"{MARKS[name]} {_median(values):.0f}" for name, values in marks.items()
+        ) + f", first translation on screen {_median(first):.0f}")  # fmt: skip
         page = browser.new_page()
         page.on("request", lambda r: r.url.startswith(url) or outside.append(r.url))
         page.goto(url)

@@ -13,6 +13,7 @@ function language(code) {
 }
 
 async function start() {
+  performance.mark("attnmt:script"); // the page's modules fetched and running
   const translator = await Translator.load();
   performance.mark("attnmt:loaded"); // the model ready to translate
   const { page } = translator;

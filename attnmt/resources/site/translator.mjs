@@ -115,7 +115,10 @@ export class Translator {
       new Uint8Array(await (await fetched(name)).arrayBuffer()), // fetched while WebAssembly compiles
       { executionProviders: ["wasm"] },
     );
-    const sessions = Promise.all([session("encoder.onnx"), session("step.onnx")]);
+    const sessions = Promise.all([session("encoder.onnx"), session("step.onnx")]).then((both) => {
+      performance.mark("attnmt:sessions"); // WebAssembly compiled, both graphs fetched and ready
+      return both;
+    });
     const page = await json("page.json");
     const word = page.tokenizer === "word", joint = page.joint_vocabulary; // joint: the same files both sides
     const bpe = async (side) => new SentencePieceBPE(new Uint8Array(await (await fetched(`${side}.spm`)).arrayBuffer()));
