@@ -362,8 +362,10 @@ class Completer:
         proposal = entry.proposal
         for n in (2, 1):
             tail = ids[-n:]
+            if len(tail) < n:
+                continue
             starts = [j for j in range(len(proposal) - n + 1) if proposal[j : j + n] == tail]
-            if len(tail) == n and starts:
+            if starts:
                 start = min(starts, key=lambda j: abs(j + n - len(ids))) + n
                 draft = proposal[start : start + _DRAFT]
                 return draft[: draft.index(Vocabulary.eos_id)] if Vocabulary.eos_id in draft else draft
