@@ -1,9 +1,11 @@
 """Where a run computes and in what precision.
 
-``auto`` picks CUDA, then Apple MPS, then the CPU.  Precision ``auto`` is bf16 autocast where the
-device computes bf16 natively — CUDA with compute capability 8.0 and up, or a CPU with AVX-512 BF16
-or AMX-BF16 running torch's AVX-512 kernels — and fp32 elsewhere: without bf16 instructions torch
-emulates bf16, and training becomes many times slower than fp32, not faster (docs/benchmarks.md).
+``auto`` picks CUDA, then Apple MPS, then the CPU.  Precision ``auto`` is bf16 autocast on CUDA
+with compute capability 8.0 and up, fp32 where bf16 is not native (torch emulates it there, and
+training becomes many times slower than fp32, not faster), and on a CPU with AVX-512 BF16 or AMX-BF16
+running torch's AVX-512 kernels whichever of the two trains faster, timed on the run's own model:
+there bf16 trained the 12-minute GRU 1.8x faster per update on an AVX-512 BF16 EPYC and 1.75x slower
+on an AMX Xeon (docs/benchmarks.md).
 """
 
 import contextlib
@@ -11,7 +13,9 @@ import copy
 import ctypes
 import re
 import sys
+import time
 import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -51,15 +55,37 @@ def cpu_has_native_bf16() -> bool:
     return has_instructions and torch.backends.cpu.get_cpu_capability() == "AVX512"
 
 
-def resolve_precision(device: torch.device, precision: str = "auto") -> str:
-    """``fp32`` or ``bf16``: what ``auto`` means on ``device``."""
+def candidate_precisions(device: torch.device, precision: str = "auto") -> tuple[str, ...]:
+    """What ``precision`` may mean on ``device``: itself when named; under ``auto`` bf16 on CUDA with
+    compute capability 8.0 and up, fp32 where bf16 is not native, and both on a CPU with native bf16,
+    where only timing tells which is faster (:func:`faster_precision`)."""
     if precision != "auto":
-        return precision
+        return (precision,)
     if device.type == "cuda":
-        fast_bf16 = torch.cuda.get_device_capability(device)[0] >= 8
-    else:
-        fast_bf16 = device.type == "cpu" and cpu_has_native_bf16()
-    return "bf16" if fast_bf16 else "fp32"
+        return ("bf16",) if torch.cuda.get_device_capability(device)[0] >= 8 else ("fp32",)
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return ("fp32", "bf16")
+    return ("fp32",)
+
+
+def faster_precision(
+    device: torch.device, precisions: tuple[str, ...], run_update: Callable[[int], object], updates: int = 6
+) -> tuple[str, dict[str, float]]:
+    """Of ``precisions``, the first unless another runs ``run_update(i)`` (update ``i`` of a run, the
+    same ``i`` in each) at least 10 % faster on ``device``: where they are close, the first (fp32)
+    keeps its exact arithmetic and two runs of a config their same choice.  Also the seconds per
+    update of each: two updates warm each precision up, then ``updates`` are timed."""
+    seconds = {}
+    for precision in precisions:
+        with autocast(device, precision):
+            for i in range(2):
+                run_update(i)
+            tick = time.perf_counter()
+            for i in range(2, 2 + updates):
+                run_update(i)
+            seconds[precision] = (time.perf_counter() - tick) / updates
+    fastest = min(seconds, key=seconds.__getitem__)
+    return fastest if seconds[fastest] * 1.1 <= seconds[precisions[0]] else precisions[0], seconds
 
 
 def reuse_freed_memory() -> bool:

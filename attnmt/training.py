@@ -6,6 +6,7 @@ uninterrupted one would have seen, from the saved position on.
 """
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from attnmt.data import (
     collate,
     plan_batches,
 )
-from attnmt.device import autocast, resolve_precision, reuse_freed_memory, select_device
+from attnmt.device import autocast, candidate_precisions, faster_precision, reuse_freed_memory, select_device
 from attnmt.distributed import ONE_PROCESS, World, init_world, local_device
 from attnmt.errors import AttnmtError
 from attnmt.files import atomic_write_text, check_writable_dir
@@ -103,6 +104,9 @@ class Progress:
     best: list[float] | None = None  # [dev BLEU, -dev loss] of the best model: BLEU first, loss breaks ties
     bad_validations: int = 0  # in a row, without a better dev score
     decays: int = 0  # plateau: learning-rate decays so far
+    precision: str | None = (
+        None  # what the run trains in: precision auto times its choice once, then keeps it
+    )
     history: list[dict] = field(default_factory=list)
 
     @classmethod
@@ -164,7 +168,7 @@ def train(
     """
     model_dir = None if model_dir is None else Path(model_dir)
     torch.manual_seed(config.train.seed)
-    device, precision, world = _device_and_world(config.train)
+    device, precisions, world = _device_and_world(config.train)
     progress = progress and world.is_main
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
     # the data: the training pairs as ids (by the resumed model's tokenizers, else new ones), dev pairs
@@ -178,7 +182,6 @@ def train(
     # the model and Adam: new, or as the newest checkpoint left them
     translator = _new_model(config, tokenizers, device)
     model = translator.model
-    say(f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}, {precision}")
     if model_dir is not None and world.is_main:
         _check_writable(model_dir, model, config.train.keep_checkpoints)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=device.type in FUSED_ADAM)
@@ -186,19 +189,24 @@ def train(
     # the loop
     run = _Run(
         config=config, translator=translator, optimizer=optimizer, state=state, dataset=dataset, dev=dev,
-        model_dir=model_dir, device=device, precision=precision, world=world, say=say, show_bar=progress,
+        model_dir=model_dir, device=device, precision=precisions[0], world=world, say=say, show_bar=progress,
     )  # fmt: skip
+    if len(precisions) > 1:
+        chosen = state.precision in precisions  # by a sitting before this one
+        run.precision = state.precision if chosen else run.faster_precision(precisions)
+    state.precision = run.precision
+    say(f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}, {run.precision}")
     run.loop()
     return run.translator
 
 
-def _device_and_world(train: TrainConfig) -> tuple[torch.device, str, World]:
-    """The device this process trains on, its precision (never ``auto``) and the processes' world."""
+def _device_and_world(train: TrainConfig) -> tuple[torch.device, tuple[str, ...], World]:
+    """The device this process trains on, the precisions ``train.precision`` may mean there (one, or
+    fp32 and bf16 for timing to choose) and the processes' world."""
     device = local_device(select_device(train.device))
-    precision = resolve_precision(device, train.precision)
     if device.type == "cpu":
         reuse_freed_memory()
-    return device, precision, init_world(device)
+    return device, candidate_precisions(device, train.precision), init_world(device)
 
 
 def _resumable_model(config: Config, model_dir: Path | None) -> Translator:
@@ -489,6 +497,33 @@ class _Run:
             s.seconds = self.world.from_main(s.seconds)
         return loss, n
 
+    def faster_precision(self, precisions: tuple[str, ...]) -> str:
+        """The one of ``precisions`` that trains this model faster on this machine: rank 0 times the
+        coming updates' batches in each on a copy of the model, its random state restored after, so
+        the run itself is as it would have been; the time taken counts against ``train.max_minutes``."""
+        cfg, s = self.config.train, self.state
+        choice, tick = None, time.perf_counter()
+        if self.world.is_main:
+            model = copy.deepcopy(self.model)
+            optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=self.device.type in FUSED_ADAM)
+            updates = self.batches(s.epoch)
+            groups = [updates[(s.batch_in_epoch + i) % len(updates)] for i in range(8)]
+            groups = [[collate(self.dataset, b).to(self.device) for b in group] for group in groups]
+
+            def run_update(i: int) -> None:
+                update(model, optimizer, groups[i], cfg.teacher_forcing, cfg.clip_norm, cfg.label_smoothing)
+
+            with torch.random.fork_rng(devices=[]):
+                choice, seconds = faster_precision(
+                    self.device, precisions, run_update, updates=len(groups) - 2
+                )
+            timings = ", ".join(f"{p} {t:.3f} s" for p, t in seconds.items())
+            self.say(f"precision auto: {timings} per update on this machine: {choice}")
+        s.seconds += time.perf_counter() - tick
+        if self.world.size > 1:
+            s.seconds = self.world.from_main(s.seconds)
+        return self.world.from_main(choice)
+
     @property
     def lr(self) -> float:
         """The learning rate Adam used last (``train.lr`` before a new run's first update)."""
@@ -507,6 +542,7 @@ class _Run:
         record: dict = {
             "step": s.step, "epoch": s.epoch, "lr": self.lr, "minutes": round(s.seconds / 60, 2),
             "seconds": round(s.seconds, 3), "src_tokens": s.src_tokens, "tgt_tokens": s.tgt_tokens,
+            "precision": self.precision,
         }  # fmt: skip
         improved = True
         if self.dev is not None:

@@ -28,7 +28,6 @@ import yaml
 
 from attnmt.config import config_from_dict
 from attnmt.corpora import group_references, load_pairs
-from attnmt.device import resolve_precision
 from attnmt.metrics import corpus_scores
 from attnmt.modeldir import load_model
 from attnmt.training import train
@@ -70,7 +69,7 @@ def run(
         "seconds_per_update": round(log[-1]["seconds"] / log[-1]["step"], 4),
         "threads": torch.get_num_threads(),
         "epochs": log[-1]["epoch"],
-        "precision": resolve_precision(torch.device("cpu"), config.train.precision),
+        "precision": log[-1]["precision"],
     }
     for spec in splits:
         sources, references = group_references(load_pairs(spec))

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from attnmt import device
 from attnmt.config import ModelConfig
 from attnmt.corpora import toy_pairs
 from attnmt.data import TranslationDataset, collate
-from attnmt.device import autocast, cpu_has_native_bf16, resolve_precision, select_device
+from attnmt.device import autocast, candidate_precisions, cpu_has_native_bf16, faster_precision, select_device
 from attnmt.errors import AttnmtError
 from attnmt.model import build_model
 from attnmt.training import update
@@ -36,13 +37,28 @@ def test_asking_for_an_absent_gpu_is_a_clear_error():
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_auto_precision_on_a_cpu_is_bf16_exactly_where_bf16_is_native(monkeypatch, native):
+def test_auto_precision_on_a_cpu_is_timed_against_bf16_exactly_where_bf16_is_native(monkeypatch, native):
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
     cpu = torch.device("cpu")
-    assert resolve_precision(cpu) == ("bf16" if native else "fp32")
-    assert resolve_precision(cpu, "fp32") == "fp32"  # asked for: kept, whatever the CPU
-    assert resolve_precision(cpu, "bf16") == "bf16"
-    assert resolve_precision(torch.device("mps")) == "fp32"
+    assert candidate_precisions(cpu) == (("fp32", "bf16") if native else ("fp32",))
+    assert candidate_precisions(cpu, "fp32") == ("fp32",)  # asked for: kept, whatever the CPU
+    assert candidate_precisions(cpu, "bf16") == ("bf16",)
+    assert candidate_precisions(torch.device("mps")) == ("fp32",)
+
+
+@pytest.mark.parametrize(("bf16_ms", "chosen"), [(5, "bf16"), (10, "fp32"), (20, "fp32")])
+def test_the_timed_precision_is_bf16_only_where_it_is_clearly_faster(bf16_ms, chosen):
+    calls = []
+
+    def run_update(i: int) -> None:
+        bf16 = torch.is_autocast_enabled("cpu")
+        calls.append(("bf16" if bf16 else "fp32", i))
+        time.sleep((bf16_ms if bf16 else 10) / 1000)
+
+    precision, seconds = faster_precision(torch.device("cpu"), ("fp32", "bf16"), run_update, updates=3)
+    assert precision == chosen
+    assert calls == [(p, i) for p in ("fp32", "bf16") for i in range(5)]  # the same updates each way
+    assert seconds["bf16"] == pytest.approx(bf16_ms / 1000, abs=0.004)
 
 
 @pytest.mark.parametrize(
@@ -66,7 +82,7 @@ def test_native_bf16_needs_the_instructions_and_torchs_avx512_kernels(
 
 def test_a_forced_lower_kernel_level_trains_in_fp32():
     """What torch really reports under ATEN_CPU_CAPABILITY, on any CPU (``default`` exists on all)."""
-    code = "import torch, attnmt.device as d; print(d.resolve_precision(torch.device('cpu')))"
+    code = "import torch, attnmt.device as d; print(*d.candidate_precisions(torch.device('cpu')))"
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "fp32"

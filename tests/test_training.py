@@ -29,11 +29,9 @@ PAIRS = toy_pairs()[:120]
 
 
 def _config(**train):
+    defaults = {"epochs": None, "batch_tokens": 200, "validate_every": 7, "seed": 3, "precision": "fp32"}
     return config_from_dict(
-        {
-            "model": {"embed_size": 16, "hidden_size": 32, "dropout": 0.3},
-            "train": {"epochs": None, "batch_tokens": 200, "validate_every": 7, "seed": 3, **train},
-        }
+        {"model": {"embed_size": 16, "hidden_size": 32, "dropout": 0.3}, "train": defaults | train}
     )
 
 
@@ -228,6 +226,33 @@ def test_subword_model_directory_shows_plain_text(tmp_path, model_type, umask_02
     assert (tmp_path / "src.spm").is_file() and (tmp_path / "tgt.spm").is_file()
     for path in [p for p in tmp_path.iterdir() if p.is_file()]:  # models are for sharing
         assert os.stat(path).st_mode & stat.S_IROTH, f"{path.name} is not readable by others"
+
+
+def test_auto_precision_times_its_choice_once_and_leaves_the_run_as_that_precision_trains_it(
+    tmp_path, monkeypatch
+):
+    """Where bf16 is native, auto times both precisions on a copy of the model: the run then equals
+    one asked for in the chosen precision, bit for bit, and a resumed run keeps the choice untimed."""
+    monkeypatch.setattr(
+        training, "candidate_precisions", lambda device, p: ("fp32", "bf16") if p == "auto" else (p,)
+    )
+    timed = []
+
+    def bf16_chosen(device, precisions, run_update, updates=6):  # real updates timed, bf16 taken
+        timed.append(training_faster_precision(device, precisions, run_update, updates)[1])
+        return "bf16", timed[-1]
+
+    training_faster_precision = training.faster_precision
+    monkeypatch.setattr(training, "faster_precision", bf16_chosen)
+    train(_config(max_steps=14, precision="auto"), pairs=PAIRS, model_dir=tmp_path / "auto", progress=False)
+    auto = train(_config(max_steps=30, precision="auto"), pairs=PAIRS, model_dir=tmp_path / "auto", resume=True,
+                 progress=False)  # fmt: skip
+    assert len(timed) == 1 and set(timed[0]) == {"fp32", "bf16"}
+    log = [json.loads(line) for line in (tmp_path / "auto" / "train.jsonl").read_text().splitlines()]
+    assert {r["precision"] for r in log} == {"bf16"}
+    asked = train(_config(max_steps=30, precision="bf16"), pairs=PAIRS, progress=False)
+    a, b = _weights(auto), _weights(asked)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_bf16_mixed_precision_learns_and_keeps_fp32_weights(tmp_path):
