@@ -205,7 +205,7 @@ def subwords():
 
 
 @settings(max_examples=200, deadline=None)
-@given(text=st.text())
+@given(text=st.text(st.characters(exclude_characters="\u2581")))  # "▁", SentencePiece's space: read as one
 def test_subword_round_trip_on_any_text(subwords, text):
     import unicodedata
 
