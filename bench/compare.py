@@ -368,7 +368,7 @@ def race_train(name: str, arch: str, run: Path, data: Path, work: Path, s: dict,
     row = {"steps": steps, "train_peak_mb": trained["peak_mb"], "train_wall_s": trained["seconds"]}
     if name == "attnmt":
         log = (run / "model" / "train.jsonl").read_text().splitlines()
-        row["steps"] = json.loads(log[-1])["step"]
+        row["steps"], row["precision"] = json.loads(log[-1])["step"], json.loads(log[-1]).get("precision")
         row["same_pieces"] = _pieces(run / "model" / "src.spm") == _pieces(data / "spm.model")
     return row
 
@@ -626,8 +626,9 @@ def best_table(r: dict) -> list[str]:
             name, _, plain = key.partition("@")
             if all(stem in row for stem in TESTS):
                 data = row.get("data", plain or "not recorded")
+                precision = f" ({row['precision']})" if row.get("precision") else ""  # attnmt's choice
                 lines.append(
-                    f"| {arch} | {TOOLKITS[name].NAME} | {row['recipe']} | `{data}` | {row['steps']:,} "
+                    f"| {arch} | {TOOLKITS[name].NAME} | {row['recipe']} | `{data}` | {row['steps']:,}{precision} "
                     f"| {row['test']['bleu']:.2f} | {row['test_long']['bleu']:.2f} |"
                 )
     lines += [
