@@ -472,11 +472,12 @@ _DRAFT = 16  # the most tokens a draft guesses
 _MAX_FRAGMENT = 64  # a longer "word" is no word to complete: forced as typed (spelling it costs its length²)
 
 
+_NEVER_PROPOSED = torch.tensor([Vocabulary.pad_id, Vocabulary.sos_id, Vocabulary.unk_id])
+
+
 def _proposable(log_probs: Tensor) -> Tensor:
     """A copy of ``log_probs`` with what a proposal never holds ruled out: <pad>, <sos>, <unk>."""
-    log_probs = log_probs.clone()
-    log_probs[[Vocabulary.pad_id, Vocabulary.sos_id, Vocabulary.unk_id]] = float("-inf")
-    return log_probs
+    return log_probs.index_fill(0, _NEVER_PROPOSED.to(log_probs.device), float("-inf"))
 
 
 def _text_and_words(
