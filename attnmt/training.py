@@ -104,9 +104,7 @@ class Progress:
     best: list[float] | None = None  # [dev BLEU, -dev loss] of the best model: BLEU first, loss breaks ties
     bad_validations: int = 0  # in a row, without a better dev score
     decays: int = 0  # plateau: learning-rate decays so far
-    precision: str | None = (
-        None  # what the run trains in: precision auto times its choice once, then keeps it
-    )
+    precision: str | None = None  # what the run trains in (auto: timed at its start, then kept)
     history: list[dict] = field(default_factory=list)
 
     @classmethod
