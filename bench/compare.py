@@ -306,7 +306,8 @@ def main() -> None:
                 f"{args.results}: recorded on a CPU with {previous.get('cpu_flags')}, this one has "
                 f"{results['cpu_flags']}: a race compares on one CPU; start another results file"
             )
-        results = previous | {"resumed_with": results["command"]}
+        flops = results["flops_per_piece"] | previous.get("flops_per_piece", {})  # an arch added: its own
+        results = previous | {"resumed_with": results["command"], "flops_per_piece": flops}
     for name in args.toolkits:
         venv_of(work, name)
     for arch in [a for a in args.archs if a not in results["throughput"]]:  # toolkits take turns each round
