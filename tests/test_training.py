@@ -204,8 +204,8 @@ def subwords():
     return SubwordTokenizer.train(sentences, vocab_size=400, model_type="bpe")
 
 
-@settings(max_examples=200, deadline=None)
-@given(text=st.text(st.characters(exclude_characters="\u2581")))  # "▁", SentencePiece's space: read as one
+@settings(max_examples=200, deadline=None)  # any text but "▁", SentencePiece's space, read as one
+@given(text=st.text(st.characters(codec="utf-8", exclude_characters="\u2581")))
 def test_subword_round_trip_on_any_text(subwords, text):
     import unicodedata
 
