@@ -79,9 +79,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # the last N checkpoints are kept (the best model is always kept)
     seed: int = 0
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
-    precision: str = (
-        "auto"  # auto (CUDA ≥ 8.0: bf16; AVX-512 BF16/AMX CPUs: the faster, timed) | fp32 | bf16 autocast
-    )
+    precision: str = "auto"  # auto (CUDA ≥ 8.0: bf16; AVX-512 BF16/AMX CPUs: the faster, timed) | fp32 | bf16
 
 
 @dataclass

@@ -4,7 +4,7 @@
 with compute capability 8.0 and up, fp32 where bf16 is not native (torch emulates it there, and
 training becomes many times slower than fp32, not faster), and on a CPU with AVX-512 BF16 or AMX-BF16
 running torch's AVX-512 kernels whichever of the two trains faster, timed on the run's own model:
-there bf16 trained the 12-minute GRU 1.8x faster per update on an AVX-512 BF16 EPYC and 1.75x slower
+there bf16 trained the 12-minute GRU 1.8x faster per update on an AVX-512 BF16 EPYC and 1.7x slower
 on an AMX Xeon (docs/benchmarks.md).
 """
 

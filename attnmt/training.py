@@ -505,22 +505,21 @@ class _Run:
             model = copy.deepcopy(self.model)
             optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=self.device.type in FUSED_ADAM)
             updates = self.batches(s.epoch)
-            groups = [updates[(s.batch_in_epoch + i) % len(updates)] for i in range(8)]
-            groups = [[collate(self.dataset, b).to(self.device) for b in group] for group in groups]
 
-            def run_update(i: int) -> None:
-                update(model, optimizer, groups[i], cfg.teacher_forcing, cfg.clip_norm, cfg.label_smoothing)
+            def run_update(i: int) -> None:  # the i-th coming update, batched as train_step batches it
+                group = [
+                    collate(self.dataset, b).to(self.device)
+                    for b in updates[(s.batch_in_epoch + i) % len(updates)]
+                ]
+                update(model, optimizer, group, cfg.teacher_forcing, cfg.clip_norm, cfg.label_smoothing)
 
             with torch.random.fork_rng(devices=[]):
-                choice, seconds = faster_precision(
-                    self.device, precisions, run_update, updates=len(groups) - 2
-                )
+                choice, seconds = faster_precision(self.device, precisions, run_update)
             timings = ", ".join(f"{p} {t:.3f} s" for p, t in seconds.items())
             self.say(f"precision auto: {timings} per update on this machine: {choice}")
-        s.seconds += time.perf_counter() - tick
-        if self.world.size > 1:
-            s.seconds = self.world.from_main(s.seconds)
-        return self.world.from_main(choice)
+            s.seconds += time.perf_counter() - tick
+        s.seconds, choice = self.world.from_main((s.seconds, choice))  # every process: rank 0's
+        return choice
 
     @property
     def lr(self) -> float:

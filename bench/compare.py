@@ -369,7 +369,8 @@ def race_train(name: str, arch: str, run: Path, data: Path, work: Path, s: dict,
     row = {"steps": steps, "train_peak_mb": trained["peak_mb"], "train_wall_s": trained["seconds"]}
     if name == "attnmt":
         log = (run / "model" / "train.jsonl").read_text().splitlines()
-        row["steps"], row["precision"] = json.loads(log[-1])["step"], json.loads(log[-1]).get("precision")
+        last = json.loads(log[-1])
+        row["steps"], row["precision"] = last["step"], last.get("precision")
         row["same_pieces"] = _pieces(run / "model" / "src.spm") == _pieces(data / "spm.model")
     return row
 

@@ -58,7 +58,7 @@ def test_the_timed_precision_is_bf16_only_where_it_is_clearly_faster(bf16_ms, ch
     precision, seconds = faster_precision(torch.device("cpu"), ("fp32", "bf16"), run_update, updates=3)
     assert precision == chosen
     assert calls == [(p, i) for p in ("fp32", "bf16") for i in range(5)]  # the same updates each way
-    assert seconds["bf16"] == pytest.approx(bf16_ms / 1000, abs=0.004)
+    assert bf16_ms / 1000 <= seconds["bf16"] < 2.5 * bf16_ms / 1000  # per update, not the sum of 3
 
 
 @pytest.mark.parametrize(
